@@ -1,0 +1,19 @@
+//! Namespace and ServiceAccount.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ObjectMeta;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Namespace {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccount {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}

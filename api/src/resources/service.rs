@@ -1,0 +1,19 @@
+//! Service and Endpoints.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ObjectMeta;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Service {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Endpoints {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}

@@ -1,0 +1,5 @@
+//! Skiff hub: the API server, the SQLite store, the scheduler and controllers, and the
+//! `skiff` CLI, as a library with thin binaries.
+#![forbid(unsafe_code)]
+
+pub mod store;

@@ -1,0 +1,1 @@
+//! Helpers for Skiff's end-to-end tests and benchmarks.
