@@ -19,6 +19,9 @@ pub use manifest::{ManifestError, parse_manifests, parse_object_json};
 pub use meta::{ObjectMeta, OwnerReference, Revision, Uid};
 pub use object::{Object, ObjectKey};
 pub use quantity::{Quantity, QuantityError};
-pub use selector::{FieldSelector, LabelSelector, SelectorError};
+pub use selector::{
+    FieldSelector, LabelSelector, LabelSelectorRequirement, NodeSelectorRequirement, Selector,
+    SelectorError,
+};
 pub use time::Time;
 pub use validation::{FieldError, ValidationErrors, validate};

@@ -1,7 +1,48 @@
-//! Label and field selectors. (Skeleton.)
+//! Label and field selectors: the string form (`app=web,tier!=db,env in (prod,qa),!legacy`),
+//! the manifest form (`matchLabels` / `matchExpressions`, node selector terms with Gt/Lt),
+//! and matching.
+//!
+//! Contract: the manifest structs below are plain serde data used inside resource specs;
+//! `Selector` is the compiled form every consumer matches with.
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `metav1.LabelSelector` as it appears in manifests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelector {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub match_expressions: Vec<LabelSelectorRequirement>,
+}
+
+/// One `matchExpressions` entry: operator In, NotIn, Exists or DoesNotExist.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LabelSelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// One node selector term entry (`matchExpressions` / `matchFields` in node affinity):
+/// operators In, NotIn, Exists, DoesNotExist, Gt, Lt.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeSelectorRequirement {
+    pub key: String,
+    pub operator: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+/// The compiled selector: every requirement must hold. (Logic to come.)
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LabelSelector;
+pub struct Selector;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FieldSelector;
