@@ -4,6 +4,7 @@
 //! Everything here is pure: no I/O, no clocks, no unsafe.
 #![forbid(unsafe_code)]
 
+mod defaults;
 mod kind;
 mod manifest;
 mod meta;
@@ -14,6 +15,7 @@ mod selector;
 mod time;
 mod validation;
 
+pub use defaults::apply_defaults;
 pub use kind::{Kind, UnknownKind};
 pub use manifest::{ManifestError, parse_manifests, parse_object_json};
 pub use meta::{ObjectMeta, OwnerReference, Revision, Uid};

@@ -143,3 +143,16 @@ impl Object {
         self.to_json().to_string()
     }
 }
+
+impl Object {
+    /// The value of a field that field selectors may name: `metadata.name`,
+    /// `metadata.namespace`, `spec.nodeName`, `status.phase`. `None` for an unsupported
+    /// path or a field this kind does not have. (Only the metadata paths so far.)
+    pub fn field(&self, path: &str) -> Option<String> {
+        match path {
+            "metadata.name" => Some(self.meta().name.clone()),
+            "metadata.namespace" => Some(self.meta().namespace_or_empty().to_string()),
+            _ => None,
+        }
+    }
+}

