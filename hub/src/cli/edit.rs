@@ -21,7 +21,10 @@ const TAINT_ATTEMPTS: usize = 5;
 #[derive(Debug, Args)]
 pub(crate) struct MetaArgs {
     /// KIND NAME... or KIND/NAME..., then KEY=VALUE to set and KEY- to remove
-    #[arg(required = true, num_args = 2.., value_name = "KIND NAME | KIND/NAME, KEY=VALUE | KEY-")]
+    #[arg(
+        required = true,
+        value_name = "KIND NAME | KIND/NAME, KEY=VALUE | KEY-"
+    )]
     args: Vec<String>,
     /// Allow changing a key that already has a different value
     #[arg(long)]
@@ -31,7 +34,7 @@ pub(crate) struct MetaArgs {
 #[derive(Debug, Args)]
 pub(crate) struct TaintArgs {
     /// [node] NAME, then taints: KEY=VALUE:EFFECT, KEY:EFFECT, KEY:EFFECT-, KEY-
-    #[arg(required = true, num_args = 2.., value_name = "[node] NAME TAINT")]
+    #[arg(required = true, value_name = "[node] NAME TAINT")]
     args: Vec<String>,
     /// Allow replacing the value of a taint with the same key and effect
     #[arg(long)]
@@ -417,7 +420,9 @@ pub(crate) fn plan_taints(
 
 /// Splits `[node] NAME TAINT...` / `node/NAME TAINT...` into the node name and specs.
 pub(crate) fn taint_target(args: &[String]) -> Result<(String, &[String]), CliError> {
-    let first = &args[0];
+    let Some(first) = args.first() else {
+        return Err(CliError::Usage("name the node to taint".to_string()));
+    };
     if let Some((kind, name)) = first.split_once('/') {
         if kind.parse::<Kind>()? != Kind::Node {
             return Err(CliError::Usage("taints apply to nodes only".to_string()));

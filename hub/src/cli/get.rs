@@ -342,6 +342,10 @@ fn print_event(
             for (w, r) in widths.iter_mut().zip(row_widths) {
                 *w = (*w).max(r);
             }
+            if layout.event {
+                // Room for the longest event type, so later rows stay aligned.
+                widths[0] = widths[0].max("MODIFIED".len());
+            }
             let text = t.render_with(widths, !*header_done);
             *header_done = true;
             ctx.out.write_all(text.as_bytes())?;

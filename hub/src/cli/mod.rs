@@ -49,19 +49,46 @@ pub struct Cli {
 #[derive(Debug, Args)]
 struct GlobalArgs {
     /// Hub URL, e.g. http://hub:6443 [env: SKIFF_SERVER] [default: http://127.0.0.1:6443]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "URL"
+    )]
     server: Option<String>,
     /// Bearer token for the hub [env: SKIFF_TOKEN]
-    #[arg(long, global = true, value_name = "TOKEN")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "TOKEN"
+    )]
     token: Option<String>,
     /// Read the bearer token from this file [env: SKIFF_TOKEN_FILE]
-    #[arg(long, global = true, value_name = "PATH", conflicts_with = "token")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH",
+        conflicts_with = "token"
+    )]
     token_file: Option<PathBuf>,
     /// Config file to read instead of the default one [env: SKIFF_CONFIG]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "PATH"
+    )]
     config: Option<PathBuf>,
     /// Namespace to work in [default: default]
-    #[arg(short = 'n', long, global = true, value_name = "NAMESPACE")]
+    #[arg(
+        short = 'n',
+        long,
+        global = true,
+        help_heading = "Global options",
+        value_name = "NAMESPACE"
+    )]
     namespace: Option<String>,
 }
 

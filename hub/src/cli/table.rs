@@ -83,6 +83,8 @@ pub(crate) fn format_line(row: &[String], widths: &[usize]) -> String {
             line.extend(std::iter::repeat_n(' ', pad));
         }
     }
+    // An empty last cell would leave the padding of the one before it.
+    line.truncate(line.trim_end().len());
     line.push('\n');
     line
 }
