@@ -324,7 +324,8 @@ impl Client {
         body: Option<(&str, &Value)>,
     ) -> Result<Value, ApiError> {
         let url = self.url(path);
-        let bytes = body.map(|(ct, v)| (ct, serde_json::to_vec(v).unwrap_or_default()));
+        // A `Value` always serializes: its map keys are strings.
+        let bytes = body.map(|(ct, v)| (ct, v.to_string().into_bytes()));
         let result = match (method, bytes) {
             (Method::Get, _) => self.limited(self.agent.get(&url), query).call(),
             (Method::Delete, _) => self.limited(self.agent.delete(&url), query).call(),
