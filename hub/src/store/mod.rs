@@ -8,9 +8,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use skiff_api::{Kind, Object, ObjectKey, Revision};
 
+mod apply;
 mod error;
+mod history;
+mod index;
+mod schema;
+mod sqlite;
+mod stats;
+mod writer;
 
 pub use error::StoreError;
+pub use sqlite::{SqliteStore, StoreOptions};
+pub use stats::StoreStats;
 
 /// What happened to an object at one revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
