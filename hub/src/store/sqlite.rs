@@ -400,3 +400,137 @@ fn load(conn: &Connection, path: &str) -> Result<Loaded, StoreError> {
         compacted: Revision(compacted),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use skiff_api::ObjectMeta;
+    use skiff_api::resources::Pod;
+
+    use super::*;
+    use crate::store::schema::{LATEST, MIGRATIONS};
+
+    fn version(path: &Path) -> i64 {
+        Connection::open(path)
+            .and_then(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+            .unwrap()
+    }
+
+    fn index_exists(path: &Path, name: &str) -> bool {
+        let conn = Connection::open(path).unwrap();
+        conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?1",
+            [name],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap()
+            == 1
+    }
+
+    #[tokio::test]
+    async fn version_0_database_is_upgraded_and_keeps_its_other_tables() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch("CREATE TABLE notes (text TEXT); INSERT INTO notes VALUES ('x');")
+                .unwrap();
+        }
+        assert_eq!(version(&path), 0);
+        let store = SqliteStore::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(store.revision(), Revision(0));
+        store.close().unwrap();
+        assert_eq!(version(&path), LATEST);
+        assert!(index_exists(&path, "history_by_kind"));
+        let conn = Connection::open(&path).unwrap();
+        let notes: i64 = conn
+            .query_row("SELECT count(*) FROM notes", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(notes, 1);
+    }
+
+    #[tokio::test]
+    async fn version_1_database_is_upgraded_with_its_objects_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        let mut pod = Object::Pod(Pod {
+            metadata: ObjectMeta {
+                name: "web".into(),
+                namespace: Some("default".into()),
+                uid: Some(skiff_api::Uid("u-1".into())),
+                generation: Some(1),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        pod.meta_mut().set_revision(Revision(7));
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            let json = pod.to_json_string();
+            conn.execute(
+                "INSERT INTO objects VALUES ('Pod', 'default', 'web', 7, ?1)",
+                [&json],
+            )
+            .unwrap();
+            conn.execute(
+                "INSERT INTO history VALUES (7, 'ADDED', 'Pod', 'default', 'web', ?1)",
+                [&json],
+            )
+            .unwrap();
+            conn.execute("UPDATE meta SET value = 7 WHERE key = 'revision'", [])
+                .unwrap();
+        }
+        assert!(!index_exists(&path, "history_by_kind"));
+
+        let store = SqliteStore::open(&path, StoreOptions::default()).unwrap();
+        assert_eq!(version(&path), LATEST);
+        assert!(index_exists(&path, "history_by_kind"));
+        assert_eq!(store.revision(), Revision(7));
+        let got = store.get(&pod.key()).expect("object loaded");
+        assert_eq!(*got, pod);
+        // The old history row replays (from SQLite: nothing is in memory yet).
+        let mut w = store
+            .watch(Scope::kind(skiff_api::Kind::Pod), Revision(6))
+            .unwrap();
+        let ev = w.next().await.unwrap().unwrap();
+        assert_eq!(
+            (ev.revision, ev.event_type),
+            (Revision(7), super::super::EventType::Added)
+        );
+        assert_eq!(*ev.object, pod);
+        let next = store
+            .create(Object::Pod(Pod {
+                metadata: ObjectMeta {
+                    name: "api".into(),
+                    namespace: Some("default".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        assert_eq!(next.meta().revision(), Some(Revision(8)));
+    }
+
+    #[test]
+    fn a_row_that_does_not_match_its_key_is_reported_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hub.db");
+        SqliteStore::open(&path, StoreOptions::default())
+            .unwrap()
+            .close()
+            .unwrap();
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute(
+                "INSERT INTO objects VALUES ('Pod', 'default', 'a', 1, ?1)",
+                [r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"b","namespace":"default","resourceVersion":"1"}}"#],
+            )
+            .unwrap();
+        }
+        let e = SqliteStore::open(&path, StoreOptions::default()).unwrap_err();
+        assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
+        assert!(e.to_string().contains("hub.db"), "{e}");
+    }
+}
