@@ -561,3 +561,19 @@ async fn a_failed_commit_fails_the_whole_group_and_leaves_memory_untouched() {
     assert_eq!(store.revision(), Revision(3));
     assert!(store.get(&b.key()).is_some() && store.get(&c.key()).is_some());
 }
+
+#[tokio::test]
+async fn a_second_store_on_the_same_file_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hub.db");
+    let first = open(&path);
+    first.create(pod("default", "a")).await.unwrap();
+    let e = SqliteStore::open(&path, options()).unwrap_err();
+    assert!(
+        matches!(e, StoreError::InUse { ref path } if path.ends_with("hub.db")),
+        "{e}"
+    );
+    first.shutdown().await.unwrap();
+    let second = open(&path);
+    assert_eq!(second.revision(), Revision(1));
+}

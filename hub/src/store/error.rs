@@ -37,6 +37,8 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
+    #[error("database {path} is in use by another hub process")]
+    InUse { path: String },
     #[error("database {path}: {source}")]
     Io {
         path: String,

@@ -74,7 +74,8 @@ pub(crate) struct Shared {
 /// The hub's durable store: SQLite in WAL mode with `synchronous=FULL`, one writer
 /// thread committing queued writes in groups, every current object in memory.
 ///
-/// Only one `SqliteStore` may have a database file open at a time. Call
+/// One process at a time: opening takes an exclusive lock on `<path>.lock`, so a second
+/// hub on the same file gets `InUse` instead of two writers. Call
 /// [`SqliteStore::shutdown`] (or [`SqliteStore::close`]) to finish queued writes and
 /// checkpoint the WAL; dropping the store does the same, blocking the dropping thread.
 /// Watches need a Tokio runtime (each one is a task).
@@ -83,6 +84,8 @@ pub struct SqliteStore {
     shared: Arc<Shared>,
     commands: Mutex<Option<std::sync::mpsc::Sender<Command>>>,
     writer: Mutex<Option<JoinHandle<Result<(), StoreError>>>>,
+    /// Held from open until the writer has stopped.
+    lock: Mutex<Option<std::fs::File>>,
     watch_buffer: usize,
 }
 
@@ -92,6 +95,7 @@ impl SqliteStore {
     pub fn open(path: impl AsRef<Path>, options: StoreOptions) -> Result<SqliteStore, StoreError> {
         let path: PathBuf = path.as_ref().to_path_buf();
         let name = path.display().to_string();
+        let lock = lock_database(&path)?;
         let mut conn = schema::open_writer(&path, options.busy_timeout)?;
         let from = schema::migrate(&mut conn, &name)?;
         let loaded = load(&conn, &name)?;
@@ -137,6 +141,7 @@ impl SqliteStore {
             shared,
             commands: Mutex::new(Some(commands)),
             writer: Mutex::new(Some(writer)),
+            lock: Mutex::new(Some(lock)),
             watch_buffer: options.watch_buffer.max(1),
         })
     }
@@ -167,18 +172,31 @@ impl SqliteStore {
         let Some(handle) = self.stop_writer() else {
             return Ok(());
         };
-        match tokio::task::spawn_blocking(move || handle.join()).await {
+        let result = match tokio::task::spawn_blocking(move || handle.join()).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) | Err(_) => Err(StoreError::Closed),
-        }
+        };
+        self.unlock();
+        result
     }
 
     /// [`shutdown`](SqliteStore::shutdown) for synchronous callers.
     pub fn close(self) -> Result<(), StoreError> {
-        match self.stop_writer() {
+        let result = match self.stop_writer() {
             Some(handle) => handle.join().unwrap_or(Err(StoreError::Closed)),
             None => Ok(()),
-        }
+        };
+        self.unlock();
+        result
+    }
+
+    fn unlock(&self) {
+        drop(
+            self.lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// Closes the command channel (the writer drains it, then stops) and hands back the
@@ -237,6 +255,7 @@ impl Drop for SqliteStore {
                 Err(_) => tracing::error!(path = %self.shared.path, "store writer panicked"),
             }
         }
+        self.unlock();
     }
 }
 
@@ -331,6 +350,31 @@ fn written_object(w: Written) -> Arc<Object> {
         | Written::Unchanged(o)
         | Written::Deleted(Deleted::Removed(o))
         | Written::Deleted(Deleted::Marked(o)) => o,
+    }
+}
+
+/// Takes the exclusive lock that keeps a second hub process off the database. The
+/// kernel releases it when the process dies, so a crash never leaves it stale.
+fn lock_database(path: &Path) -> Result<std::fs::File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let io_err = |source| StoreError::Io {
+        path: lock_path.display().to_string(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::InUse {
+            path: path.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_err(e)),
     }
 }
 
