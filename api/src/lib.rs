@@ -26,4 +26,4 @@ pub use selector::{
     SelectorError,
 };
 pub use time::Time;
-pub use validation::{FieldError, ValidationErrors, validate};
+pub use validation::{FieldError, FieldErrorKind, ValidationErrors, validate};
