@@ -26,4 +26,4 @@ pub use selector::{
     Requirement, Selector, SelectorError, SelectorProblem,
 };
 pub use time::Time;
-pub use validation::{FieldError, ValidationErrors, validate};
+pub use validation::{FieldError, FieldErrorKind, ValidationErrors, validate};
