@@ -16,7 +16,6 @@ use crate::resources::{
     Endpoints, Event, IntOrString, Job, Namespace, Node, NodeSelectorTerm, PodAffinity,
     PodAffinityTerm, PodSpec, PodTemplateSpec, Probe, Protocol, ReplicaSet, ResourceRequirements,
     RestartPolicy, Service, ServiceType, TaintEffect, Toleration, TolerationOperator, Volume,
-    compare_quantities, quantity_is_negative,
 };
 use crate::{
     Kind, LabelSelector, LabelSelectorRequirement, NodeSelectorRequirement, Object, ObjectMeta,
@@ -857,7 +856,7 @@ fn resource_map(e: &mut Errors, path: &str, map: &BTreeMap<String, Quantity>) {
 }
 
 fn non_negative(e: &mut Errors, path: &str, q: &Quantity) {
-    if quantity_is_negative(q) {
+    if q.is_negative() {
         e.invalid(path, q.as_str(), "must be greater than or equal to 0");
     }
 }
@@ -867,7 +866,7 @@ fn validate_resources(e: &mut Errors, r: &ResourceRequirements, path: &str) {
     resource_map(e, &child(path, "requests"), &r.requests);
     for (name, request) in &r.requests {
         if let Some(limit) = r.limits.get(name)
-            && compare_quantities(request, limit) == Some(std::cmp::Ordering::Greater)
+            && request > limit
         {
             e.invalid(
                 &key(&child(path, "requests"), name),

@@ -2,13 +2,12 @@
 //! status and taint effects, plus the closed-set string enum macro and the serde
 //! "skip when empty" predicates every resource file uses.
 
-use std::cmp::Ordering;
 use std::fmt;
 
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::{Quantity, Uid};
+use crate::Uid;
 
 /// Declares a closed set of strings as an enum whose serde spelling is exactly the
 /// Kubernetes one, with `as_str`, `Display` and the list of accepted values (used in
@@ -227,185 +226,9 @@ pub struct ObjectReference {
     pub field_path: String,
 }
 
-/// Compares two quantities by value (`1` equals `1000m`, `1Gi` is more than `1G`).
-/// `None` only if a quantity's text is outside the grammar `Quantity::parse` accepts.
-///
-/// `Quantity` exposes its text only, so the comparison reads the text here: an exact
-/// decimal (mantissa, power of ten, power of two), compared without rounding.
-pub(crate) fn compare_quantities(a: &Quantity, b: &Quantity) -> Option<Ordering> {
-    let x = Decimal::parse(a.as_str())?;
-    let y = Decimal::parse(b.as_str())?;
-    Some(x.cmp(&y))
-}
-
-/// True when the quantity is below zero.
-pub(crate) fn quantity_is_negative(q: &Quantity) -> bool {
-    Decimal::parse(q.as_str()).is_some_and(|d| d.negative && d.digits.iter().any(|&x| x != 0))
-}
-
-/// `±digits × 10^exp10 × 2^exp2`, with digits most significant first.
-#[derive(Debug, Clone)]
-struct Decimal {
-    negative: bool,
-    digits: Vec<u8>,
-    exp10: i32,
-    exp2: u32,
-}
-
-impl Decimal {
-    fn parse(text: &str) -> Option<Decimal> {
-        let s = text.trim();
-        let (negative, s) = match s.as_bytes().first()? {
-            b'-' => (true, &s[1..]),
-            b'+' => (false, &s[1..]),
-            _ => (false, s),
-        };
-        let num_end = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(s.len());
-        let (number, suffix) = s.split_at(num_end);
-        let (int_part, frac_part) = number.split_once('.').unwrap_or((number, ""));
-        if int_part.is_empty() && frac_part.is_empty() {
-            return None;
-        }
-        let mut digits: Vec<u8> = int_part
-            .bytes()
-            .chain(frac_part.bytes())
-            .map(|b| b - b'0')
-            .collect();
-        let mut exp10 = -i32::try_from(frac_part.len()).ok()?;
-        let mut exp2 = 0u32;
-        match suffix {
-            "" => {}
-            "n" => exp10 -= 9,
-            "u" => exp10 -= 6,
-            "m" => exp10 -= 3,
-            "k" => exp10 += 3,
-            "M" => exp10 += 6,
-            "G" => exp10 += 9,
-            "T" => exp10 += 12,
-            "P" => exp10 += 15,
-            "E" => exp10 += 18,
-            "Ki" => exp2 = 10,
-            "Mi" => exp2 = 20,
-            "Gi" => exp2 = 30,
-            "Ti" => exp2 = 40,
-            "Pi" => exp2 = 50,
-            "Ei" => exp2 = 60,
-            other => {
-                let exp = other.strip_prefix(['e', 'E'])?;
-                exp10 += exp.parse::<i32>().ok()?;
-            }
-        }
-        // Strip leading zeros so magnitudes compare by length.
-        let first = digits.iter().position(|&d| d != 0).unwrap_or(digits.len());
-        digits.drain(..first);
-        Some(Decimal {
-            negative,
-            digits,
-            exp10,
-            exp2,
-        })
-    }
-
-    fn is_zero(&self) -> bool {
-        self.digits.is_empty()
-    }
-
-    /// The absolute value as decimal digits with exponent, after multiplying out the
-    /// power of two (exact: at most 60 doublings).
-    fn magnitude(&self) -> (Vec<u8>, i32) {
-        let mut digits = self.digits.clone();
-        for _ in 0..self.exp2 {
-            let mut carry = 0u8;
-            for d in digits.iter_mut().rev() {
-                let v = *d * 2 + carry;
-                *d = v % 10;
-                carry = v / 10;
-            }
-            if carry > 0 {
-                digits.insert(0, carry);
-            }
-        }
-        // Normalise trailing zeros into the exponent.
-        let mut exp10 = self.exp10;
-        while digits.last() == Some(&0) {
-            digits.pop();
-            exp10 += 1;
-        }
-        (digits, exp10)
-    }
-
-    fn cmp_magnitude(&self, other: &Decimal) -> Ordering {
-        let (a, ea) = self.magnitude();
-        let (b, eb) = other.magnitude();
-        // Position of the most significant digit decides first.
-        let top_a = a.len() as i64 + i64::from(ea);
-        let top_b = b.len() as i64 + i64::from(eb);
-        top_a.cmp(&top_b).then_with(|| {
-            let n = a.len().max(b.len());
-            for i in 0..n {
-                let x = a.get(i).copied().unwrap_or(0);
-                let y = b.get(i).copied().unwrap_or(0);
-                if x != y {
-                    return x.cmp(&y);
-                }
-            }
-            Ordering::Equal
-        })
-    }
-}
-
-impl PartialEq for Decimal {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Decimal {}
-
-impl PartialOrd for Decimal {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Decimal {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self.is_zero(), other.is_zero()) {
-            (true, true) => return Ordering::Equal,
-            (true, false) => {
-                return if other.negative {
-                    Ordering::Greater
-                } else {
-                    Ordering::Less
-                };
-            }
-            (false, true) => {
-                return if self.negative {
-                    Ordering::Less
-                } else {
-                    Ordering::Greater
-                };
-            }
-            _ => {}
-        }
-        match (self.negative, other.negative) {
-            (false, false) => self.cmp_magnitude(other),
-            (true, true) => other.cmp_magnitude(self),
-            (true, false) => Ordering::Less,
-            (false, true) => Ordering::Greater,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn q(s: &str) -> Quantity {
-        Quantity::parse(s).unwrap()
-    }
 
     #[test]
     fn int_or_string_serde() {
@@ -433,38 +256,6 @@ mod tests {
         assert_eq!(IntOrString::from("abc").scaled_value(10, true), None);
         assert_eq!(IntOrString::from("%").percent(), None);
         assert_eq!(IntOrString::from("-5%").percent(), None);
-    }
-
-    #[test]
-    fn quantities_compare_by_value() {
-        use Ordering::*;
-        let cases = [
-            ("1", "1000m", Equal),
-            ("100m", "0.1", Equal),
-            ("1Gi", "1G", Greater),
-            ("1Gi", "1073741824", Equal),
-            ("128Mi", "134217728", Equal),
-            ("500m", "1", Less),
-            ("2", "1", Greater),
-            ("0", "0m", Equal),
-            ("-1", "0", Less),
-            ("1e3", "1k", Equal),
-            ("1.5Gi", "1536Mi", Equal),
-            ("0.001", "1m", Equal),
-            ("1Ei", "1E", Greater),
-        ];
-        for (a, b, want) in cases {
-            assert_eq!(compare_quantities(&q(a), &q(b)), Some(want), "{a} vs {b}");
-            assert_eq!(
-                compare_quantities(&q(b), &q(a)),
-                Some(want.reverse()),
-                "{b} vs {a}"
-            );
-        }
-        assert!(quantity_is_negative(&q("-1")));
-        assert!(quantity_is_negative(&q("-0.5Gi")));
-        assert!(!quantity_is_negative(&q("-0")));
-        assert!(!quantity_is_negative(&q("1")));
     }
 
     #[test]

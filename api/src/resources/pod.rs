@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::core::{
-    ConditionStatus, IntOrString, Protocol, TaintEffect, compare_quantities, is_default, is_false,
-    is_zero_i32, string_enum,
+    ConditionStatus, IntOrString, Protocol, TaintEffect, is_default, is_false, is_zero_i32,
+    string_enum,
 };
 use super::node::Taint;
 use crate::{LabelSelector, NodeSelectorRequirement, ObjectMeta, Quantity, Time};
@@ -716,14 +716,9 @@ impl PodSpec {
                     return false;
                 };
                 // An unset request defaults to the limit.
-                r.requests.get(*name).is_none_or(|req| {
-                    compare_quantities(req, limit) == Some(std::cmp::Ordering::Equal)
-                })
+                r.requests.get(*name).is_none_or(|req| req == limit)
             }) && r.requests.iter().all(|(name, req)| {
-                !is_compute_resource(name)
-                    || r.limits.get(name).is_some_and(|l| {
-                        compare_quantities(req, l) == Some(std::cmp::Ordering::Equal)
-                    })
+                !is_compute_resource(name) || r.limits.get(name).is_some_and(|l| req == l)
             })
         });
         if guaranteed {
@@ -739,10 +734,7 @@ fn is_compute_resource(name: &str) -> bool {
 }
 
 fn quantity_is_zero(q: &Quantity) -> bool {
-    Quantity::parse("0")
-        .ok()
-        .and_then(|zero| compare_quantities(q, &zero))
-        == Some(std::cmp::Ordering::Equal)
+    q.is_zero()
 }
 
 #[cfg(test)]
