@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use skiff_api::{FieldError, Kind, Object, ValidationErrors};
+use skiff_api::{FieldError, FieldErrorKind, Kind, Object, ValidationErrors};
 
 use super::Ctx;
 use super::error::CliError;
@@ -175,6 +175,7 @@ fn check(m: &Manifest) -> Result<(), CliError> {
     if m.name().is_empty() {
         return Err(invalid(ValidationErrors(vec![FieldError {
             path: "metadata.name".to_string(),
+            kind: FieldErrorKind::Required,
             message: "Required value: apply needs a name".to_string(),
         }])));
     }

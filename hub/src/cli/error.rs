@@ -28,7 +28,7 @@ pub enum CliError {
         #[source]
         source: ManifestError,
     },
-    #[error("{path}: {object} is invalid: {}", list_field_errors(.errors))]
+    #[error("{path}: {object} is invalid: {errors}")]
     Invalid {
         path: PathBuf,
         object: String,
@@ -52,15 +52,6 @@ pub enum CliError {
     /// Several objects failed; each failure was already printed as it happened.
     #[error("{count} operations failed")]
     Several { count: usize },
-}
-
-fn list_field_errors(errors: &ValidationErrors) -> String {
-    errors
-        .0
-        .iter()
-        .map(|e| format!("{}: {}", e.path, e.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 impl CliError {
