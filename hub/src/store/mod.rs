@@ -9,8 +9,12 @@ use async_trait::async_trait;
 use skiff_api::{Kind, Object, ObjectKey, Revision};
 
 mod error;
+#[cfg(any(test, feature = "test-util"))]
+mod memory;
 
 pub use error::StoreError;
+#[cfg(any(test, feature = "test-util"))]
+pub use memory::MemoryStore;
 
 /// What happened to an object at one revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
