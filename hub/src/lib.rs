@@ -2,4 +2,5 @@
 //! `skiff` CLI, as a library with thin binaries.
 #![forbid(unsafe_code)]
 
+pub mod server;
 pub mod store;
