@@ -190,7 +190,8 @@ impl Inner {
     ) -> Result<Written, StoreError> {
         let key = current.key();
         let old = current.meta();
-        let generation = old.generation.unwrap_or(1) + i64::from(spec_of(current) != spec_of(&next));
+        let generation =
+            old.generation.unwrap_or(1) + i64::from(spec_of(current) != spec_of(&next));
         let rev = self.next_revision();
         let meta = next.meta_mut();
         meta.uid = old.uid.clone();
@@ -390,7 +391,9 @@ mod tests {
             .mutate(a.key(), Box::new(|_| Ok(false)))
             .await
             .unwrap();
-        assert!(matches!(unchanged, Written::Unchanged(o) if o.meta().revision() == Some(Revision(2))));
+        assert!(
+            matches!(unchanged, Written::Unchanged(o) if o.meta().revision() == Some(Revision(2)))
+        );
 
         store
             .mutate(
@@ -432,7 +435,10 @@ mod tests {
             .watch(Scope::in_namespace(Kind::Pod, "ns"), Revision(1))
             .unwrap();
         let e = w.next().await.unwrap().unwrap();
-        assert_eq!((e.revision, e.object.meta().name.as_str()), (Revision(3), "c"));
+        assert_eq!(
+            (e.revision, e.object.meta().name.as_str()),
+            (Revision(3), "c")
+        );
         store
             .delete(&ObjectKey::new(Kind::Pod, "ns", "a"), None)
             .await
