@@ -2,5 +2,6 @@
 //! `skiff` CLI, as a library with thin binaries.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod server;
 pub mod store;
