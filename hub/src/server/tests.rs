@@ -21,7 +21,7 @@ const YAML: &str = "application/yaml";
 const MERGE: &str = "application/merge-patch+json";
 
 struct Hub {
-    server: ApiServer,
+    server: Arc<ApiServer>,
     router: Router,
     store: Arc<MemoryStore>,
 }
@@ -37,6 +37,7 @@ async fn hub_with(store: MemoryStore) -> Hub {
     );
     server.bootstrap().await.unwrap();
     let router = server.router();
+    let server = Arc::new(server);
     Hub {
         server,
         router,
@@ -932,4 +933,72 @@ async fn bootstrap_resumes_terminating_namespaces() {
         )
         .is_empty()
     );
+}
+
+/// Reads from a raw HTTP/1.1 connection until the server closes it.
+async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("the server did not close the connection")
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_watches_and_finishes_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let hub = hub().await;
+    hub.post(SAS, &sa("old", json!({}))).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let server = hub.server.clone();
+        tokio::spawn(async move {
+            server
+                .serve(listener, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+        })
+    };
+
+    let mut watch = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {SAS}?watch=true HTTP/1.1\r\nHost: hub\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
+    );
+    watch.write_all(request.as_bytes()).await.unwrap();
+    // The synthetic ADDED for "old" proves the watch is registered; "live" that it
+    // is following.
+    let mut seen = Vec::new();
+    for name in ["old", "live"] {
+        if name == "live" {
+            hub.post(SAS, &sa("live", json!({}))).await;
+        }
+        while !String::from_utf8_lossy(&seen).contains(&format!("\"name\":\"{name}\"")) {
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout(Duration::from_secs(5), watch.read(&mut buf))
+                .await
+                .expect("no watch data")
+                .unwrap();
+            assert!(n > 0, "connection closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    }
+    stop_tx.send(()).unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("serve did not return after shutdown")
+        .unwrap();
+    assert!(result.is_ok(), "{result:?}");
+    let rest = read_to_close(&mut watch).await;
+    let text = format!("{}{rest}", String::from_utf8_lossy(&seen));
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // The chunked body was terminated properly, not cut off.
+    assert!(text.ends_with("0\r\n\r\n"), "{text:?}");
+    // New connections are refused once the server is down.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
