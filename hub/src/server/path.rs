@@ -37,10 +37,11 @@ const STATUS: &str = "status";
 pub(crate) fn parse(path: &str) -> Option<Target> {
     let path = path.strip_prefix('/')?;
     let path = path.strip_suffix('/').unwrap_or(path);
-    let segments: Vec<&str> = path.split('/').collect();
-    if segments.iter().any(|s| s.is_empty()) {
+    let decoded: Vec<String> = path.split('/').map(percent_decode).collect::<Option<_>>()?;
+    if decoded.iter().any(|s| s.is_empty() || s.contains('/')) {
         return None;
     }
+    let segments: Vec<&str> = decoded.iter().map(String::as_str).collect();
     let (group, rest) = match segments.as_slice() {
         ["api", VERSION, rest @ ..] => ("", rest),
         ["apis", group, VERSION, rest @ ..] if !group.is_empty() => (*group, rest),
@@ -74,6 +75,24 @@ pub(crate) fn parse(path: &str) -> Option<Target> {
         }
         _ => None,
     }
+}
+
+/// Decodes `%XX` escapes; `None` for a malformed escape or a result that is not UTF-8.
+fn percent_decode(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = segment.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// The collection path of a kind in a namespace (or cluster-wide), as clients build it.
@@ -163,6 +182,14 @@ mod tests {
             ("/api", None),
             ("/api/v1//pods", None),
             ("/healthz", None),
+            // Escaped segments are decoded; an escaped slash cannot split a segment.
+            (
+                "/api/v1/namespaces/d%65v/pods/a%2Eb",
+                t(Kind::Pod, Some("dev"), Some("a.b"), false),
+            ),
+            ("/api/v1/namespaces/a%2Fb/pods", None),
+            ("/api/v1/namespaces/a%zz/pods", None),
+            ("/api/v1/namespaces/a%/pods", None),
         ];
         for (path, want) in cases {
             assert_eq!(parse(path), want, "{path}");
