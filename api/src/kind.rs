@@ -123,6 +123,49 @@ impl Kind {
         !matches!(self, Kind::Namespace | Kind::Node)
     }
 
+    /// Whether objects of this kind carry a `status` (and so a `/status` subresource).
+    pub fn has_status(self) -> bool {
+        !matches!(
+            self,
+            Kind::Service | Kind::Endpoints | Kind::ServiceAccount | Kind::Event
+        )
+    }
+
+    /// The field paths a field selector may name for this kind (see `Object::field`).
+    pub fn selectable_fields(self) -> &'static [&'static str] {
+        match self {
+            Kind::Pod => &[
+                "metadata.name",
+                "metadata.namespace",
+                "spec.nodeName",
+                "spec.restartPolicy",
+                "spec.schedulerName",
+                "spec.serviceAccountName",
+                "spec.hostNetwork",
+                "status.phase",
+                "status.podIP",
+            ],
+            Kind::Namespace => &["metadata.name", "metadata.namespace", "status.phase"],
+            Kind::Node => &["metadata.name", "metadata.namespace", "spec.unschedulable"],
+            Kind::Event => &[
+                "metadata.name",
+                "metadata.namespace",
+                "involvedObject.kind",
+                "involvedObject.namespace",
+                "involvedObject.name",
+                "involvedObject.uid",
+                "involvedObject.apiVersion",
+                "involvedObject.resourceVersion",
+                "involvedObject.fieldPath",
+                "reason",
+                "reportingComponent",
+                "source",
+                "type",
+            ],
+            _ => &["metadata.name", "metadata.namespace"],
+        }
+    }
+
     /// `deployment.apps`, `pod` (core kinds carry no group), as kubectl prints it.
     pub fn qualified_singular(self) -> String {
         match self.group() {

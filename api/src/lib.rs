@@ -22,8 +22,8 @@ pub use meta::{ObjectMeta, OwnerReference, Revision, Uid};
 pub use object::{Object, ObjectKey};
 pub use quantity::{Quantity, QuantityError};
 pub use selector::{
-    FieldSelector, LabelSelector, LabelSelectorRequirement, NodeSelectorRequirement, Selector,
-    SelectorError,
+    FieldSelector, LabelSelector, LabelSelectorRequirement, NodeSelectorRequirement, Operator,
+    Requirement, Selector, SelectorError, SelectorProblem,
 };
 pub use time::Time;
-pub use validation::{FieldError, ValidationErrors, validate};
+pub use validation::{FieldError, FieldErrorKind, ValidationErrors, validate};

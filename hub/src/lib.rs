@@ -2,6 +2,7 @@
 //! `skiff` CLI, as a library with thin binaries.
 #![forbid(unsafe_code)]
 
+pub mod clock;
 pub mod config;
 pub mod server;
 pub mod store;

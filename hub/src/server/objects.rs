@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use skiff_api::{
-    FieldError, Object, ObjectKey, Revision, apply_defaults, parse_object_json, validate,
+    FieldError, FieldErrorKind, Object, ObjectKey, Revision, apply_defaults, parse_object_json,
+    validate,
 };
 
 use super::AppState;
@@ -154,6 +155,7 @@ pub(crate) fn required_name(obj: &Object) -> ApiError {
         name: String::new(),
         causes: vec![FieldError {
             path: "metadata.name".into(),
+            kind: FieldErrorKind::Required,
             message: "Required value: name or generateName is required".into(),
         }],
     }

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
-use skiff_api::{FieldError, Kind, ObjectKey, Revision, SelectorError};
+use skiff_api::{FieldError, FieldErrorKind, Kind, ObjectKey, Revision, SelectorError};
 
 use crate::store::StoreError;
 
@@ -153,6 +153,7 @@ impl From<StoreError> for ApiError {
                 name: key.name,
                 causes: vec![FieldError {
                     path: String::new(),
+                    kind: FieldErrorKind::Invalid,
                     message,
                 }],
             },
@@ -230,7 +231,7 @@ impl ApiError {
                     .iter()
                     .map(|c| {
                         json!({
-                            "reason": "FieldValueInvalid",
+                            "reason": c.kind.reason(),
                             "message": c.message,
                             "field": c.path,
                         })
@@ -372,6 +373,7 @@ mod tests {
             name: "p".into(),
             causes: vec![FieldError {
                 path: "spec.containers".into(),
+                kind: FieldErrorKind::Required,
                 message: "Required value".into(),
             }],
         }
@@ -383,7 +385,7 @@ mod tests {
         assert_eq!(s["details"]["kind"], "Pod");
         assert_eq!(
             s["details"]["causes"],
-            json!([{"reason": "FieldValueInvalid", "message": "Required value", "field": "spec.containers"}])
+            json!([{"reason": "FieldValueRequired", "message": "Required value", "field": "spec.containers"}])
         );
     }
 }

@@ -603,7 +603,7 @@ async fn invalid_objects_get_422_with_causes() {
     assert_eq!(r.body["details"]["causes"][0]["field"], "metadata.name");
     assert_eq!(
         r.body["details"]["causes"][0]["reason"],
-        "FieldValueInvalid"
+        "FieldValueRequired"
     );
 
     let r = hub.post(SAS, &sa("Not_A_DNS_Name", json!({}))).await;

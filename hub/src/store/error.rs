@@ -29,6 +29,22 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "database {path} has schema version {found}, newer than the {supported} this hub understands; upgrade the hub"
+    )]
+    SchemaTooNew {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("database {path} is in use by another hub process")]
+    InUse { path: String },
+    #[error("database {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("stored object {key} is corrupt: {message}")]
     Corrupt { key: String, message: String },
     #[error("the store is shut down")]

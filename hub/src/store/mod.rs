@@ -8,13 +8,22 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use skiff_api::{Kind, Object, ObjectKey, Revision};
 
+mod apply;
 mod error;
+mod history;
+mod index;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
+mod schema;
+mod sqlite;
+mod stats;
+mod writer;
 
 pub use error::StoreError;
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryStore;
+pub use sqlite::{SqliteStore, StoreOptions};
+pub use stats::StoreStats;
 
 /// What happened to an object at one revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +176,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Events in `scope` with revision strictly greater than `from`, then live events.
     /// `Gone` if `from` is older than the retained history. `from = 0` is treated as
     /// "now" by callers that list first; the store itself just replays from it.
+    /// Replay and live events form one sequence: no gap, no duplicate. A watcher that
+    /// stops reading never holds up writes; it catches up later from the history, or
+    /// gets `Gone` if what it still needs was compacted meanwhile.
     fn watch(&self, scope: Scope, from: Revision) -> Result<Watch, StoreError>;
 }
 
