@@ -34,7 +34,7 @@ mod write;
 mod tests;
 
 pub use auth::{AdminToken, TokenError};
-pub use run::{RunError, STATE_DB, prepare_data_dir, serve, termination_signal};
+pub use run::{RunError, STATE_DB, prepare_data_dir, run, serve, termination_signal};
 
 /// Default cap on request bodies, as in Kubernetes.
 pub const DEFAULT_BODY_LIMIT: usize = 3 * 1024 * 1024;

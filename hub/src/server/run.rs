@@ -12,7 +12,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{AdminToken, ApiOptions, ApiServer, ServerError, TokenError};
 use crate::config::HubConfig;
-use crate::store::{Store, StoreError};
+use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
 
 /// The database file inside the data directory.
 pub const STATE_DB: &str = "state.db";
@@ -120,5 +120,27 @@ pub async fn serve(
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
     server.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+/// Runs the hub until SIGTERM or SIGINT: prepares the data directory, opens the store at
+/// `DATA_DIR/state.db`, serves, and after the last request shuts the store down
+/// (queued writes finished, WAL checkpointed).
+pub async fn run(config: HubConfig) -> Result<(), RunError> {
+    // Installed first: a signal during startup must still mean a clean stop.
+    let shutdown = termination_signal()?;
+    prepare_data_dir(&config.data_dir)?;
+    let options = StoreOptions {
+        retained_revisions: config.history_retention,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(
+        SqliteStore::open(config.data_dir.join(STATE_DB), options).map_err(RunError::Store)?,
+    );
+    let served = serve(&config, store.clone(), shutdown).await;
+    let closed = store.shutdown().await.map_err(RunError::Store);
+    served?;
+    closed?;
+    tracing::info!("stopped");
     Ok(())
 }
