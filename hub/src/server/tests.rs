@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::{AdminToken, ApiOptions, ApiServer};
-use crate::store::{MemoryStore, Store};
+use crate::store::{MemoryStore, SqliteStore, Store, StoreOptions};
 
 const TOKEN: &str = "0123456789abcdef-test-token";
 const BODY_LIMIT: usize = 64 * 1024;
@@ -23,11 +23,12 @@ const MERGE: &str = "application/merge-patch+json";
 struct Hub {
     server: Arc<ApiServer>,
     router: Router,
-    store: Arc<MemoryStore>,
+    store: Arc<dyn Store>,
+    /// Holds the SQLite store's directory; dropped last.
+    _dir: Option<tempfile::TempDir>,
 }
 
-async fn hub_with(store: MemoryStore) -> Hub {
-    let store = Arc::new(store);
+async fn hub_on(store: Arc<dyn Store>, dir: Option<tempfile::TempDir>) -> Hub {
     let server = ApiServer::new(
         store.clone(),
         AdminToken::from_secret(TOKEN),
@@ -37,17 +38,65 @@ async fn hub_with(store: MemoryStore) -> Hub {
     );
     server.bootstrap().await.unwrap();
     let router = server.router();
-    let server = Arc::new(server);
     Hub {
-        server,
+        server: Arc::new(server),
         router,
         store,
+        _dir: dir,
     }
 }
 
 async fn hub() -> Hub {
-    hub_with(MemoryStore::new()).await
+    hub_on(Arc::new(MemoryStore::new()), None).await
 }
+
+async fn sqlite_hub() -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("state.db"), StoreOptions::default()).unwrap();
+    hub_on(Arc::new(store), Some(dir)).await
+}
+
+/// Runs each scenario against both stores: the in-memory one and SQLite in a temp dir,
+/// so the server relies on nothing the real store does differently.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn memory() {
+                    super::$name(super::hub().await).await
+                }
+
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name(super::sqlite_hub().await).await
+                }
+            }
+        )*
+    };
+}
+
+on_both_stores!(
+    namespaced_crud,
+    cluster_scoped_crud_and_all_namespace_lists,
+    yaml_bodies_and_generate_name,
+    list_with_label_and_field_selectors,
+    status_subresource_is_separate,
+    auth_is_required_on_the_api_only,
+    not_found_paths_methods_and_objects,
+    conflicts,
+    invalid_objects_get_422_with_causes,
+    malformed_bodies_get_400_with_a_position,
+    kind_namespace_and_name_must_match_the_url,
+    body_limit_and_patch_types,
+    finalizers_hold_deletes,
+    watch_streams_events_from_a_list_and_from_a_revision,
+    watch_ends_on_timeout_and_on_shutdown,
+    deleting_a_namespace_deletes_its_contents,
+    a_namespace_waits_for_finalizers_while_terminating,
+    bootstrap_resumes_terminating_namespaces,
+    graceful_shutdown_ends_watches_and_finishes_requests,
+);
 
 struct Reply {
     code: StatusCode,
@@ -219,9 +268,7 @@ fn assert_status(r: &Reply, code: u16, reason: &str) {
     assert_eq!(r.body["reason"], reason, "{}", r.body);
 }
 
-#[tokio::test]
-async fn namespaced_crud() {
-    let hub = hub().await;
+async fn namespaced_crud(hub: Hub) {
     let created = hub.post(SAS, &sa("builder", json!({"team": "a"}))).await;
     assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
     let obj = &created.body;
@@ -282,9 +329,7 @@ async fn namespaced_crud() {
     assert_status(&hub.get(&format!("{SAS}/builder")).await, 404, "NotFound");
 }
 
-#[tokio::test]
-async fn cluster_scoped_crud_and_all_namespace_lists() {
-    let hub = hub().await;
+async fn cluster_scoped_crud_and_all_namespace_lists(hub: Hub) {
     let created = hub.post(NODES, &node("edge-1")).await;
     assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
     assert!(created.body["metadata"].get("namespace").is_none());
@@ -330,9 +375,7 @@ async fn cluster_scoped_crud_and_all_namespace_lists() {
     assert_eq!(all.body["items"][1]["metadata"]["namespace"], "other");
 }
 
-#[tokio::test]
-async fn yaml_bodies_and_generate_name() {
-    let hub = hub().await;
+async fn yaml_bodies_and_generate_name(hub: Hub) {
     let yaml = "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  generateName: worker-\n  labels:\n    app: w\n";
     let r = hub.call("POST", SAS, Some(YAML), yaml).await;
     assert_eq!(r.code, StatusCode::CREATED, "{}", r.body);
@@ -347,9 +390,7 @@ async fn yaml_bodies_and_generate_name() {
     assert_eq!(r.body["metadata"]["generateName"], "worker-");
 }
 
-#[tokio::test]
-async fn list_with_label_and_field_selectors() {
-    let hub = hub().await;
+async fn list_with_label_and_field_selectors(hub: Hub) {
     for (name, app, node) in [("w1", "web", "n1"), ("w2", "web", "n2"), ("d1", "db", "n1")] {
         let r = hub.post(PODS, &pod(name, app, node)).await;
         assert_eq!(r.code, StatusCode::CREATED, "{}", r.body);
@@ -393,9 +434,7 @@ async fn list_with_label_and_field_selectors() {
     );
 }
 
-#[tokio::test]
-async fn status_subresource_is_separate() {
-    let hub = hub().await;
+async fn status_subresource_is_separate(hub: Hub) {
     let created = hub.post(PODS, &pod("p", "web", "n1")).await;
     assert_eq!(created.code, StatusCode::CREATED, "{}", created.body);
 
@@ -434,9 +473,7 @@ async fn status_subresource_is_separate() {
     assert_eq!(names(&r.body), ["p"]);
 }
 
-#[tokio::test]
-async fn auth_is_required_on_the_api_only() {
-    let hub = hub().await;
+async fn auth_is_required_on_the_api_only(hub: Hub) {
     let no_header = Request::get(SAS).body(Body::empty()).unwrap();
     let resp = hub.send(no_header).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -481,9 +518,7 @@ async fn auth_is_required_on_the_api_only() {
     assert!(v["platform"].as_str().unwrap().starts_with("linux/"));
 }
 
-#[tokio::test]
-async fn not_found_paths_methods_and_objects() {
-    let hub = hub().await;
+async fn not_found_paths_methods_and_objects(hub: Hub) {
     assert_status(&hub.get("/api/v1/widgets").await, 404, "NotFound");
     assert_status(&hub.get("/api/v1/pods/p").await, 404, "NotFound");
     assert_status(&hub.get("/nothing/here").await, 404, "NotFound");
@@ -526,9 +561,7 @@ async fn not_found_paths_methods_and_objects() {
     assert_status(&hub.delete(SAS).await, 405, "MethodNotAllowed");
 }
 
-#[tokio::test]
-async fn conflicts() {
-    let hub = hub().await;
+async fn conflicts(hub: Hub) {
     let first = hub.post(SAS, &sa("s", json!({}))).await.body;
     assert_status(
         &hub.post(SAS, &sa("s", json!({}))).await,
@@ -589,9 +622,7 @@ async fn conflicts() {
     assert_eq!(r.code, StatusCode::OK, "{}", r.body);
 }
 
-#[tokio::test]
-async fn invalid_objects_get_422_with_causes() {
-    let hub = hub().await;
+async fn invalid_objects_get_422_with_causes(hub: Hub) {
     let r = hub
         .post(
             SAS,
@@ -621,9 +652,7 @@ async fn invalid_objects_get_422_with_causes() {
     );
 }
 
-#[tokio::test]
-async fn malformed_bodies_get_400_with_a_position() {
-    let hub = hub().await;
+async fn malformed_bodies_get_400_with_a_position(hub: Hub) {
     let r = hub
         .call(
             "POST",
@@ -655,9 +684,7 @@ async fn malformed_bodies_get_400_with_a_position() {
     assert!(r.body["message"].as_str().unwrap().contains("column"));
 }
 
-#[tokio::test]
-async fn kind_namespace_and_name_must_match_the_url() {
-    let hub = hub().await;
+async fn kind_namespace_and_name_must_match_the_url(hub: Hub) {
     let r = hub.post(PODS, &sa("x", json!({}))).await;
     assert_status(&r, 400, "BadRequest");
     assert!(
@@ -681,9 +708,7 @@ async fn kind_namespace_and_name_must_match_the_url() {
     assert_status(&r, 400, "BadRequest");
 }
 
-#[tokio::test]
-async fn body_limit_and_patch_types() {
-    let hub = hub().await;
+async fn body_limit_and_patch_types(hub: Hub) {
     let big = sa("x", json!({"pad": "a".repeat(BODY_LIMIT)}));
     let r = hub.post(SAS, &big).await;
     assert_status(&r, 413, "RequestEntityTooLarge");
@@ -701,9 +726,7 @@ async fn body_limit_and_patch_types() {
     assert_status(&r, 415, "UnsupportedMediaType");
 }
 
-#[tokio::test]
-async fn finalizers_hold_deletes() {
-    let hub = hub().await;
+async fn finalizers_hold_deletes(hub: Hub) {
     let mut held = sa("held", json!({}));
     held["metadata"]["finalizers"] = json!(["skiff.io/test"]);
     hub.post(SAS, &held).await;
@@ -722,9 +745,7 @@ async fn finalizers_hold_deletes() {
     assert_status(&hub.get(&format!("{SAS}/held")).await, 404, "NotFound");
 }
 
-#[tokio::test]
-async fn watch_streams_events_from_a_list_and_from_a_revision() {
-    let hub = hub().await;
+async fn watch_streams_events_from_a_list_and_from_a_revision(hub: Hub) {
     hub.post(SAS, &sa("old", json!({"app": "web"}))).await;
     let mut all = hub.watch(&format!("{SAS}?watch=true")).await;
     let mut web = hub
@@ -791,9 +812,7 @@ async fn watch_streams_events_from_a_list_and_from_a_revision() {
     assert_eq!(got[3], ev("ADDED", "elsewhere"));
 }
 
-#[tokio::test]
-async fn watch_ends_on_timeout_and_on_shutdown() {
-    let hub = hub().await;
+async fn watch_ends_on_timeout_and_on_shutdown(hub: Hub) {
     let mut timed = hub
         .watch(&format!("{SAS}?watch=true&timeoutSeconds=1"))
         .await;
@@ -808,7 +827,7 @@ async fn watch_ends_on_timeout_and_on_shutdown() {
 
 #[tokio::test]
 async fn watch_from_compacted_history_is_gone() {
-    let hub = hub_with(MemoryStore::with_retention(3)).await;
+    let hub = hub_on(Arc::new(MemoryStore::with_retention(3)), None).await;
     for i in 0..6 {
         hub.post(SAS, &sa(&format!("s{i}"), json!({}))).await;
     }
@@ -825,9 +844,7 @@ async fn watch_from_compacted_history_is_gone() {
     assert_eq!(w.event().await, ev("ADDED", "s5"));
 }
 
-#[tokio::test]
-async fn deleting_a_namespace_deletes_its_contents() {
-    let hub = hub().await;
+async fn deleting_a_namespace_deletes_its_contents(hub: Hub) {
     let team = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
     assert_eq!(
         hub.post("/api/v1/namespaces", &team).await.code,
@@ -847,9 +864,7 @@ async fn deleting_a_namespace_deletes_its_contents() {
     assert_eq!(names(&hub.get(SAS).await.body), ["keep"]);
 }
 
-#[tokio::test]
-async fn a_namespace_waits_for_finalizers_while_terminating() {
-    let hub = hub().await;
+async fn a_namespace_waits_for_finalizers_while_terminating(hub: Hub) {
     let team = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
     hub.post("/api/v1/namespaces", &team).await;
     let team_sas = "/api/v1/namespaces/team/serviceaccounts";
@@ -891,10 +906,7 @@ async fn a_namespace_waits_for_finalizers_while_terminating() {
     }
 }
 
-#[tokio::test]
-async fn bootstrap_resumes_terminating_namespaces() {
-    let store = MemoryStore::new();
-    let hub = hub_with(store).await;
+async fn bootstrap_resumes_terminating_namespaces(hub: Hub) {
     let team = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team"}});
     hub.post("/api/v1/namespaces", &team).await;
     hub.post(
@@ -946,11 +958,9 @@ async fn read_to_close(stream: &mut tokio::net::TcpStream) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-#[tokio::test]
-async fn graceful_shutdown_ends_watches_and_finishes_requests() {
+async fn graceful_shutdown_ends_watches_and_finishes_requests(hub: Hub) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let hub = hub().await;
     hub.post(SAS, &sa("old", json!({}))).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -1001,4 +1011,28 @@ async fn graceful_shutdown_ends_watches_and_finishes_requests() {
     assert!(text.ends_with("0\r\n\r\n"), "{text:?}");
     // New connections are refused once the server is down.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn watch_from_history_the_sqlite_store_compacted_is_gone() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        retained_revisions: 2,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(SqliteStore::open(dir.path().join("state.db"), options).unwrap());
+    let hub = hub_on(store.clone(), Some(dir)).await;
+    for i in 0..6 {
+        hub.post(SAS, &sa(&format!("s{i}"), json!({}))).await;
+    }
+    let compacted = store.compact().await.unwrap();
+    assert!(compacted.0 > 1, "{compacted:?}");
+    let r = hub
+        .get(&format!("{SAS}?watch=true&resourceVersion=1"))
+        .await;
+    assert_status(&r, 410, "Expired");
+    let mut w = hub
+        .watch(&format!("{SAS}?watch=true&resourceVersion={}", compacted.0))
+        .await;
+    assert_eq!(w.event().await.0, "ADDED");
 }
