@@ -675,7 +675,7 @@ async fn malformed_bodies_get_400_with_a_position(hub: Hub) {
         .await;
     assert_status(&r, 400, "BadRequest");
     let msg = r.body["message"].as_str().unwrap();
-    assert!(msg.contains("line"), "{msg}");
+    assert!(msg.contains("YAML") && msg.contains("line 5"), "{msg}");
 
     let r = hub
         .call("PATCH", &format!("{SAS}/x"), Some(MERGE), "{\"metadata\": ")
