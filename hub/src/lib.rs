@@ -3,4 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod clock;
+pub mod config;
+pub mod server;
 pub mod store;
