@@ -4,4 +4,6 @@
 
 pub mod cli;
 pub mod clock;
+pub mod config;
+pub mod server;
 pub mod store;
