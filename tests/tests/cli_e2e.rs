@@ -210,6 +210,8 @@ fn apply_is_idempotent_and_get_prints_every_format() {
     let not_web = hub.skiff_ok(&["get", "pods", "-n", "shop", "-l", "app!=web", "-o", "name"]);
     assert!(not_web.lines().any(|l| l == "pod/p2"), "{not_web}");
     assert!(!not_web.lines().any(|l| l == "pod/p1"), "{not_web}");
+    let mixed = hub.skiff_ok(&["get", "deploy,svc", "-n", "shop", "-o", "name"]);
+    assert_eq!(mixed, "deployment.apps/web\nservice/web\n");
     let svc = hub.skiff_ok(&["get", "svc", "-n", "shop"]);
     assert!(svc.contains("80/TCP"), "{svc}");
 

@@ -10,13 +10,14 @@ use super::error::CliError;
 /// What a command was pointed at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Targets {
-    /// `KIND [NAME...]`: every object of the kind (possibly filtered), or the named ones.
-    Kind { kind: Kind, names: Vec<String> },
-    /// `KIND/NAME [KIND/NAME...]`.
+    /// Named objects: from `KIND NAME...` (every kind of a `KIND1,KIND2` list with every
+    /// name) or `KIND/NAME...`.
     Named(Vec<(Kind, String)>),
+    /// Every object of these kinds (possibly filtered by selectors): `KIND[,KIND...]`.
+    All(Vec<Kind>),
 }
 
-/// Parses `KIND [NAME...]` or `KIND/NAME...`.
+/// Parses `KIND[,KIND...] [NAME...]` or `KIND/NAME...`.
 pub(crate) fn parse_targets(args: &[String]) -> Result<Targets, CliError> {
     let Some(first) = args.first() else {
         return Err(CliError::Usage(
@@ -38,27 +39,31 @@ pub(crate) fn parse_targets(args: &[String]) -> Result<Targets, CliError> {
         }
         return Ok(Targets::Named(named));
     }
-    let kind = first.parse::<Kind>()?;
-    let names: Vec<String> = args[1..].to_vec();
+    let mut kinds = Vec::new();
+    for k in first.split(',').filter(|k| !k.is_empty()) {
+        let kind = k.parse::<Kind>()?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        return Err(CliError::Usage(format!("no resource type in {first:?}")));
+    }
+    let names = &args[1..];
     if let Some(bad) = names.iter().find(|n| n.contains('/')) {
         return Err(CliError::Usage(format!(
             "there is no need to specify a resource type as a separate argument when passing arguments in resource/name form (got {bad:?})"
         )));
     }
-    Ok(Targets::Kind { kind, names })
-}
-
-impl Targets {
-    /// The (kind, name) pairs when names were given; `None` for a whole kind.
-    pub(crate) fn named(&self) -> Option<Vec<(Kind, String)>> {
-        match self {
-            Targets::Kind { names, .. } if names.is_empty() => None,
-            Targets::Kind { kind, names } => {
-                Some(names.iter().map(|n| (*kind, n.clone())).collect())
-            }
-            Targets::Named(pairs) => Some(pairs.clone()),
-        }
+    if names.is_empty() {
+        return Ok(Targets::All(kinds));
     }
+    Ok(Targets::Named(
+        kinds
+            .iter()
+            .flat_map(|k| names.iter().map(move |n| (*k, n.clone())))
+            .collect(),
+    ))
 }
 
 /// `500ms`, `30s`, `2m`, `1h`, `1m30s`; a bare number is seconds.
@@ -111,18 +116,24 @@ mod tests {
     fn targets_accept_kind_names_and_slash_forms() {
         assert_eq!(
             parse_targets(&strings(&["po"])).unwrap(),
-            Targets::Kind {
-                kind: Kind::Pod,
-                names: vec![]
-            }
+            Targets::All(vec![Kind::Pod])
         );
         assert_eq!(
-            parse_targets(&strings(&["deployments.apps", "a", "b"]))
-                .unwrap()
-                .named(),
-            Some(vec![
+            parse_targets(&strings(&["deploy,svc,deployments"])).unwrap(),
+            Targets::All(vec![Kind::Deployment, Kind::Service])
+        );
+        assert_eq!(
+            parse_targets(&strings(&["deployments.apps", "a", "b"])).unwrap(),
+            Targets::Named(vec![
                 (Kind::Deployment, "a".to_string()),
                 (Kind::Deployment, "b".to_string())
+            ])
+        );
+        assert_eq!(
+            parse_targets(&strings(&["pods,svc", "web"])).unwrap(),
+            Targets::Named(vec![
+                (Kind::Pod, "web".to_string()),
+                (Kind::Service, "web".to_string())
             ])
         );
         assert_eq!(
@@ -132,23 +143,24 @@ mod tests {
                 (Kind::Service, "web".to_string())
             ])
         );
-        assert!(matches!(
-            parse_targets(&strings(&["widgets"])),
-            Err(CliError::UnknownKind(_))
-        ));
-        assert!(matches!(
-            parse_targets(&strings(&["pod/a", "b"])),
-            Err(CliError::Usage(_))
-        ));
-        assert!(matches!(
-            parse_targets(&strings(&["pods", "deploy/a"])),
-            Err(CliError::Usage(_))
-        ));
-        assert!(matches!(parse_targets(&[]), Err(CliError::Usage(_))));
-        assert!(matches!(
-            parse_targets(&strings(&["pod/"])),
-            Err(CliError::Usage(_))
-        ));
+        for bad in [&["widgets"][..], &["pods,widgets"], &["widget/x"]] {
+            assert!(
+                matches!(parse_targets(&strings(bad)), Err(CliError::UnknownKind(_))),
+                "{bad:?}"
+            );
+        }
+        for bad in [
+            &["pod/a", "b"][..],
+            &["pods", "deploy/a"],
+            &[],
+            &["pod/"],
+            &[","],
+        ] {
+            assert!(
+                matches!(parse_targets(&strings(bad)), Err(CliError::Usage(_))),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

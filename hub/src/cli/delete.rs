@@ -71,7 +71,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, a: &DeleteArgs) -> Result<(), CliError> {
                 });
             }
             Err(e) if e.is_not_found() && a.ignore_not_found => {}
-            Err(e) => failures.push(ctx.err, e.into()),
+            Err(e) => failures.push_api(ctx.err, e)?,
         }
     }
     ctx.out.flush()?;
@@ -110,8 +110,8 @@ fn select(ctx: &mut Ctx<'_>, a: &DeleteArgs) -> Result<Vec<(Kind, String, String
     }
     let targets = parse_targets(&a.resources)?;
     let ns = ctx.namespace.clone();
-    match (targets.named(), targets) {
-        (Some(pairs), _) => {
+    match targets {
+        Targets::Named(pairs) => {
             if a.selector.is_some() || a.all {
                 return Err(CliError::Usage(
                     "names cannot be given together with -l or --all".to_string(),
@@ -119,34 +119,33 @@ fn select(ctx: &mut Ctx<'_>, a: &DeleteArgs) -> Result<Vec<(Kind, String, String
             }
             Ok(pairs.into_iter().map(|(k, n)| (k, ns.clone(), n)).collect())
         }
-        (None, Targets::Kind { kind, .. }) => {
+        Targets::All(kinds) => {
             if a.selector.is_none() && !a.all {
                 return Err(CliError::Usage(format!(
                     "no name given for {}: name objects, or use -l SELECTOR or --all",
-                    kind.plural()
+                    a.resources[0]
                 )));
             }
             let opts = ListOptions {
                 label_selector: a.selector.clone(),
                 field_selector: None,
             };
-            let list = ctx.client.list(kind, Some(&ns), &opts)?;
-            let items = items_of(kind, &list);
-            if items.is_empty() {
-                writeln!(ctx.err, "{}", no_resources(kind, Some(&ns)))?;
-            }
-            Ok(items
-                .iter()
-                .map(|o| {
+            let mut out = Vec::new();
+            for kind in &kinds {
+                let list = ctx.client.list(*kind, Some(&ns), &opts)?;
+                out.extend(items_of(*kind, &list).iter().map(|o| {
                     (
-                        kind,
+                        *kind,
                         printers::namespace_of(o).to_string(),
                         printers::name_of(o).to_string(),
                     )
-                })
-                .collect())
+                }));
+            }
+            if out.is_empty() {
+                writeln!(ctx.err, "{}", no_resources(&kinds, Some(&ns)))?;
+            }
+            Ok(out)
         }
-        (None, Targets::Named(_)) => Ok(Vec::new()),
     }
 }
 

@@ -33,8 +33,8 @@ pub(crate) struct DescribeArgs {
 
 pub(crate) fn run(ctx: &mut Ctx<'_>, a: &DescribeArgs) -> Result<(), CliError> {
     let targets = parse_targets(&a.resources)?;
-    let objects: Vec<(Kind, Value)> = match (targets.named(), targets) {
-        (Some(pairs), _) => {
+    let objects: Vec<(Kind, Value)> = match targets {
+        Targets::Named(pairs) => {
             if a.selector.is_some() {
                 return Err(CliError::Usage(
                     "names cannot be given together with a selector".to_string(),
@@ -52,26 +52,28 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, a: &DescribeArgs) -> Result<(), CliError> {
                         first = false;
                         ctx.out.write_all(text.as_bytes())?;
                     }
-                    Err(e) => failures.push(ctx.err, e.into()),
+                    Err(e) => failures.push_api(ctx.err, e)?,
                 }
             }
             return failures.finish(ctx.err);
         }
-        (None, Targets::Kind { kind, .. }) => {
+        Targets::All(kinds) => {
             let ns = (!a.all_namespaces).then_some(ctx.namespace.clone());
             let opts = ListOptions {
                 label_selector: a.selector.clone(),
                 field_selector: None,
             };
-            let list = ctx.client.list(kind, ns.as_deref(), &opts)?;
-            let items = items_of(kind, &list);
-            if items.is_empty() {
-                writeln!(ctx.err, "{}", no_resources(kind, ns.as_deref()))?;
+            let mut objects = Vec::new();
+            for kind in &kinds {
+                let list = ctx.client.list(*kind, ns.as_deref(), &opts)?;
+                objects.extend(items_of(*kind, &list).into_iter().map(|o| (*kind, o)));
+            }
+            if objects.is_empty() {
+                writeln!(ctx.err, "{}", no_resources(&kinds, ns.as_deref()))?;
                 return Ok(());
             }
-            items.into_iter().map(|o| (kind, o)).collect()
+            objects
         }
-        (None, Targets::Named(_)) => Vec::new(),
     };
     for (i, (kind, obj)) in objects.iter().enumerate() {
         let text = describe(ctx, *kind, obj)?;

@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use skiff_api::Kind;
 
 use super::Ctx;
-use super::args::parse_targets;
+use super::args::{Targets, parse_targets};
 use super::error::CliError;
 
 /// How often `taint` rereads the node when someone else wrote it in between.
@@ -237,8 +237,7 @@ pub(crate) fn run_meta(ctx: &mut Ctx<'_>, field: MetaField, a: &MetaArgs) -> Res
         )));
     }
     let changes = parse_meta_changes(field, changes)?;
-    let targets = parse_targets(objects)?;
-    let Some(pairs) = targets.named() else {
+    let Targets::Named(pairs) = parse_targets(objects)? else {
         return Err(CliError::Usage(format!(
             "name the objects to {}, e.g. `pod web` or `pod/web`",
             field.noun()

@@ -104,6 +104,22 @@ impl Failures {
         self.last = Some(e);
     }
 
+    /// Records a failure about one object and goes on; a failure of the connection
+    /// itself (unreachable hub, rejected token) would repeat for every object, so it
+    /// ends the command at once.
+    pub(crate) fn push_api(
+        &mut self,
+        err: &mut dyn std::io::Write,
+        e: ApiError,
+    ) -> Result<(), CliError> {
+        if e.status().is_some() {
+            self.push(err, e.into());
+            Ok(())
+        } else {
+            Err(e.into())
+        }
+    }
+
     pub(crate) fn finish(self, err: &mut dyn std::io::Write) -> Result<(), CliError> {
         match (self.count, self.last) {
             (_, None) => Ok(()),

@@ -58,8 +58,8 @@ const REWATCH_DELAY: Duration = Duration::from_millis(500);
 
 pub(crate) fn run(ctx: &mut Ctx<'_>, a: &GetArgs) -> Result<(), CliError> {
     let targets = parse_targets(&a.resources)?;
-    let named = targets.named();
-    if named.is_some() && (a.selector.is_some() || a.field_selector.is_some()) {
+    if matches!(targets, Targets::Named(_)) && (a.selector.is_some() || a.field_selector.is_some())
+    {
         return Err(CliError::Usage(
             "names cannot be given together with a selector (-l or --field-selector)".to_string(),
         ));
@@ -72,33 +72,34 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, a: &GetArgs) -> Result<(), CliError> {
         namespace: a.all_namespaces,
         event: false,
     };
-    match (named, targets) {
-        (Some(pairs), _) => {
+    match targets {
+        Targets::Named(pairs) => {
             let mut failures = Failures::default();
             let mut found = Vec::new();
             for (kind, name) in &pairs {
                 match ctx.client.get(*kind, &ctx.namespace, name) {
                     Ok(obj) => found.push((*kind, obj)),
-                    Err(e) => failures.push(ctx.err, e.into()),
+                    Err(e) => failures.push_api(ctx.err, e)?,
                 }
             }
             let single = pairs.len() == 1;
-            print_objects(ctx, a.output, layout, &found, single)?;
+            let several_kinds = pairs.iter().any(|(k, _)| *k != pairs[0].0);
+            print_objects(ctx, a.output, layout, &found, single, several_kinds)?;
             failures.finish(ctx.err)
         }
-        (None, Targets::Kind { kind, .. }) => {
+        Targets::All(kinds) => {
             let ns = (!a.all_namespaces).then_some(ctx.namespace.clone());
-            let list = ctx.client.list(kind, ns.as_deref(), &list_options(a))?;
-            let items = items_of(kind, &list);
-            if items.is_empty() && !matches!(a.output, Some(Output::Json | Output::Yaml)) {
-                writeln!(ctx.err, "{}", no_resources(kind, ns.as_deref()))?;
+            let mut found: Vec<(Kind, Value)> = Vec::new();
+            for kind in &kinds {
+                let list = ctx.client.list(*kind, ns.as_deref(), &list_options(a))?;
+                found.extend(items_of(*kind, &list).into_iter().map(|o| (*kind, o)));
+            }
+            if found.is_empty() && !matches!(a.output, Some(Output::Json | Output::Yaml)) {
+                writeln!(ctx.err, "{}", no_resources(&kinds, ns.as_deref()))?;
                 return Ok(());
             }
-            let found: Vec<(Kind, Value)> = items.into_iter().map(|o| (kind, o)).collect();
-            print_objects(ctx, a.output, layout, &found, false)
+            print_objects(ctx, a.output, layout, &found, false, kinds.len() > 1)
         }
-        // `KIND/NAME` targets always carry names.
-        (None, Targets::Named(_)) => Ok(()),
     }
 }
 
@@ -110,9 +111,11 @@ fn list_options(a: &GetArgs) -> ListOptions {
 }
 
 /// kubectl's message for an empty list.
-pub(crate) fn no_resources(kind: Kind, namespace: Option<&str>) -> String {
+pub(crate) fn no_resources(kinds: &[Kind], namespace: Option<&str>) -> String {
     match namespace {
-        Some(ns) if kind.namespaced() => format!("No resources found in {ns} namespace."),
+        Some(ns) if kinds.iter().any(|k| k.namespaced()) => {
+            format!("No resources found in {ns} namespace.")
+        }
         _ => "No resources found".to_string(),
     }
 }
@@ -126,13 +129,15 @@ pub(crate) fn items_of(kind: Kind, list: &Value) -> Vec<Value> {
 }
 
 /// Prints fetched objects. `single` means one object was asked for by name, so YAML
-/// and JSON show it bare rather than in a `List`.
+/// and JSON show it bare rather than in a `List`; `several_kinds` that names in tables
+/// carry their kind (`pod/web`), as the tables alone would not tell.
 fn print_objects(
     ctx: &mut Ctx<'_>,
     output: Option<Output>,
     layout: Layout,
     found: &[(Kind, Value)],
     single: bool,
+    several_kinds: bool,
 ) -> Result<(), CliError> {
     match output {
         Some(Output::Json) | Some(Output::Yaml) => {
@@ -167,12 +172,11 @@ fn print_objects(
                 }
                 ks
             };
-            let prefix_kind = kinds.len() > 1;
             for (i, kind) in kinds.iter().enumerate() {
                 let mut t = Table::new(printers::header(*kind, layout));
                 for (k, obj) in found.iter().filter(|(k, _)| k == kind) {
                     let mut r = printers::row(*k, obj, layout, None, ctx.now);
-                    if prefix_kind && let Some(name_cell) = name_cell(*k, layout, &mut r) {
+                    if several_kinds && let Some(name_cell) = name_cell(*k, layout, &mut r) {
                         *name_cell = printers::resource_name(*k, obj);
                     }
                     t.push(r);
@@ -216,10 +220,7 @@ fn write_doc(ctx: &mut Ctx<'_>, yaml: bool, doc: &Value, stream: bool) -> Result
 /// hub closes is reopened from the last revision seen.
 fn watch(ctx: &mut Ctx<'_>, a: &GetArgs, targets: &Targets) -> Result<(), CliError> {
     let (kind, field_selector) = match targets {
-        Targets::Kind { kind, names } if names.is_empty() => (*kind, a.field_selector.clone()),
-        Targets::Kind { kind, names } if names.len() == 1 => {
-            (*kind, Some(format!("metadata.name={}", names[0])))
-        }
+        Targets::All(kinds) if kinds.len() == 1 => (kinds[0], a.field_selector.clone()),
         Targets::Named(pairs) if pairs.len() == 1 => {
             (pairs[0].0, Some(format!("metadata.name={}", pairs[0].1)))
         }
@@ -252,7 +253,7 @@ fn watch(ctx: &mut Ctx<'_>, a: &GetArgs, targets: &Targets) -> Result<(), CliErr
         let items = items_of(kind, &list);
         if items.is_empty() {
             if a.output.is_none() || a.output == Some(Output::Wide) {
-                writeln!(ctx.err, "{}", no_resources(kind, ns.as_deref()))?;
+                writeln!(ctx.err, "{}", no_resources(&[kind], ns.as_deref()))?;
             }
         } else {
             if matches!(a.output, None | Some(Output::Wide)) {
@@ -363,13 +364,17 @@ mod tests {
     #[test]
     fn empty_list_messages_match_kubectl() {
         assert_eq!(
-            no_resources(Kind::Pod, Some("default")),
+            no_resources(&[Kind::Pod], Some("default")),
             "No resources found in default namespace."
         );
-        assert_eq!(no_resources(Kind::Pod, None), "No resources found");
+        assert_eq!(no_resources(&[Kind::Pod], None), "No resources found");
         assert_eq!(
-            no_resources(Kind::Node, Some("default")),
+            no_resources(&[Kind::Node], Some("default")),
             "No resources found"
+        );
+        assert_eq!(
+            no_resources(&[Kind::Node, Kind::Pod], Some("prod")),
+            "No resources found in prod namespace."
         );
     }
 
