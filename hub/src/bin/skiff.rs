@@ -5,7 +5,7 @@
 use skiff_hub::cli::{Cli, Io, run};
 
 fn main() {
-    let cli = Cli::from_env();
+    let cli = Cli::from_args();
     let env = |name: &str| std::env::var(name).ok();
     let result = run(
         cli,

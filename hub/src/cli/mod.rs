@@ -224,7 +224,7 @@ pub(crate) struct Ctx<'a> {
 impl Cli {
     /// Parses the process arguments; exits with clap's message and code 2 on a usage
     /// error (0 for `--help` and `--version`).
-    pub fn from_env() -> Cli {
+    pub fn from_args() -> Cli {
         Cli::parse()
     }
 }
