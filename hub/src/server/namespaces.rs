@@ -18,7 +18,7 @@ use tracing::Instrument;
 
 use super::AppState;
 use super::objects::{with_status_field, write_with_retry};
-use super::status::{ApiError, json_response};
+use super::status::{ApiError, object_response};
 use super::write::deleted_response;
 use crate::store::{Deleted, Scope, StoreError, Write, Written};
 
@@ -86,7 +86,7 @@ pub(crate) async fn delete(
     .await?;
     if purge(state, name).await? > 0 {
         spawn_finisher(state.clone(), name.to_string());
-        return Ok(json_response(StatusCode::OK, &marked.to_json()));
+        return Ok(object_response(StatusCode::OK, &marked));
     }
     match state.store.delete(&key(name), None).await {
         Ok(deleted) => Ok(deleted_response(deleted)),

@@ -76,23 +76,6 @@ pub(crate) fn from_json(doc: &Value) -> Result<Object, ApiError> {
     parse_object_json(&bytes).map_err(|e| ApiError::Malformed(e.to_string()))
 }
 
-/// `target` with the `status` of `source` (none if `source` has none).
-pub(crate) fn with_status_of(target: &Object, source: &Object) -> Result<Object, ApiError> {
-    let mut doc = target.to_json();
-    let status = source.to_json().get("status").cloned();
-    if let Value::Object(map) = &mut doc {
-        match status {
-            Some(s) => {
-                map.insert("status".into(), s);
-            }
-            None => {
-                map.remove("status");
-            }
-        }
-    }
-    from_json(&doc)
-}
-
 /// `obj` with `status.<field>` set, other status fields kept.
 pub(crate) fn with_status_field(
     obj: &Object,
@@ -274,10 +257,10 @@ mod tests {
             "metadata": {"name": "p", "labels": {"a": "b"}},
         }))
         .unwrap();
-        let moved = with_status_of(&without, &with).unwrap();
+        let moved = without.clone().with_status_of(&with);
         assert_eq!(moved.to_json()["status"]["phase"], "Running");
         assert_eq!(moved.meta().labels.len(), 1);
-        let cleared = with_status_of(&with, &without).unwrap();
+        let cleared = with.clone().with_status_of(&without);
         assert_eq!(cleared.to_json().get("status"), None);
         let set = with_status_field(&without, "phase", "Failed").unwrap();
         assert_eq!(set.to_json()["status"]["phase"], "Failed");

@@ -10,9 +10,9 @@ use skiff_api::Revision;
 
 use super::AppState;
 use super::body;
-use super::objects::{defaulted_and_valid, from_json, place, with_status_of, write_with_retry};
+use super::objects::{defaulted_and_valid, from_json, place, write_with_retry};
 use super::path::Target;
-use super::status::{ApiError, json_response};
+use super::status::{ApiError, object_response};
 
 pub(crate) const MERGE_PATCH: &str = "application/merge-patch+json";
 
@@ -74,14 +74,14 @@ pub(crate) async fn patch(
         let mut patched = from_json(&doc)?;
         place(&mut patched, target)?;
         let next = if target.status {
-            with_status_of(current, &patched)?
+            current.clone().with_status_of(&patched)
         } else {
-            with_status_of(&patched, current)?
+            patched.with_status_of(current)
         };
         defaulted_and_valid(next)
     })
     .await?;
-    Ok(json_response(StatusCode::OK, &written.to_json()))
+    Ok(object_response(StatusCode::OK, &written))
 }
 
 #[cfg(test)]

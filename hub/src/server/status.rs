@@ -296,7 +296,17 @@ pub(crate) fn deleted_status(key: &ObjectKey, uid: Option<&str>) -> Value {
 }
 
 pub(crate) fn json_response(code: StatusCode, body: &Value) -> Response {
-    let mut resp = (code, body.to_string()).into_response();
+    json_bytes_response(code, body.to_string().into_bytes())
+}
+
+/// An object as the response body.
+pub(crate) fn object_response(code: StatusCode, obj: &skiff_api::Object) -> Response {
+    json_bytes_response(code, obj.to_json_string().into_bytes())
+}
+
+/// A response whose body is already serialized JSON.
+pub(crate) fn json_bytes_response(code: StatusCode, body: Vec<u8>) -> Response {
+    let mut resp = (code, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

@@ -13,11 +13,11 @@ use super::body;
 use super::namespaces;
 use super::objects::{
     clear_server_fields, defaulted_and_valid, expected_revision, place, required_name,
-    with_status_of, write_with_retry,
+    write_with_retry,
 };
 use super::params::Params;
 use super::path::Target;
-use super::status::{ApiError, deleted_status, json_response};
+use super::status::{ApiError, deleted_status, json_response, object_response};
 use crate::store::{Deleted, StoreError};
 
 /// Names tried for a `generateName` before giving up on collisions.
@@ -60,7 +60,7 @@ pub(crate) async fn create(
             namespaces::check_open(state, ns, &candidate)?;
         }
         match state.store.create(candidate).await {
-            Ok(created) => return Ok(json_response(StatusCode::CREATED, &created.to_json())),
+            Ok(created) => return Ok(object_response(StatusCode::CREATED, &created)),
             Err(StoreError::AlreadyExists(_))
                 if prefix.is_some() && attempt < GENERATE_ATTEMPTS => {}
             Err(e) => return Err(e.into()),
@@ -91,10 +91,10 @@ pub(crate) async fn replace(
     let (obj, expected) = decode_for_write(state, target, headers, body).await?;
     let key = obj.key();
     let written = write_with_retry(state, &key, expected, |current| {
-        defaulted_and_valid(with_status_of(&obj, current)?)
+        defaulted_and_valid(obj.clone().with_status_of(current))
     })
     .await?;
-    Ok(json_response(StatusCode::OK, &written.to_json()))
+    Ok(object_response(StatusCode::OK, &written))
 }
 
 /// PUT of `/status`: only the body's `status` is applied.
@@ -107,10 +107,10 @@ pub(crate) async fn replace_status(
     let (obj, expected) = decode_for_write(state, target, headers, body).await?;
     let key = obj.key();
     let written = write_with_retry(state, &key, expected, |current| {
-        defaulted_and_valid(with_status_of(current, &obj)?)
+        defaulted_and_valid(current.clone().with_status_of(&obj))
     })
     .await?;
-    Ok(json_response(StatusCode::OK, &written.to_json()))
+    Ok(object_response(StatusCode::OK, &written))
 }
 
 /// The `preconditions.resourceVersion` of a delete, from the query string or from a
@@ -171,7 +171,7 @@ pub(crate) fn deleted_response(deleted: Deleted) -> Response {
             let uid = obj.meta().uid.as_ref().map(|u| u.0.as_str());
             json_response(StatusCode::OK, &deleted_status(&obj.key(), uid))
         }
-        Deleted::Marked(obj) => json_response(StatusCode::OK, &obj.to_json()),
+        Deleted::Marked(obj) => object_response(StatusCode::OK, &obj),
     }
 }
 
