@@ -20,7 +20,17 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== build binaries (end-to-end tests run them)"
 cargo build --workspace --bins
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
 echo "== ARM64 cross build and api tests under qemu"
-scripts/cross-test.sh
+scripts/cross-test.sh 2>&1 | tee -a "$log" || status=1
 echo "== tests"
-cargo test --workspace
+cargo test --workspace 2>&1 | tee -a "$log" || status=1
+
+# One closing line for the whole suite (ARM and host runs), counted per test.
+passed=$(grep -cE '^test .+ \.\.\. ok' "$log" || true)
+failed=$(grep -cE '^test .+ \.\.\. FAILED' "$log" || true)
+echo
+echo "$passed passed, $failed failed"
+exit $status
