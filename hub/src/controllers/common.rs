@@ -6,12 +6,23 @@ use std::sync::Arc;
 use skiff_api::resources::{Pod, PodTemplateSpec};
 use skiff_api::{Kind, Object, ObjectKey, ObjectMeta, OwnerReference, Time};
 
+/// The revision of a Deployment rollout, on the Deployment and its ReplicaSets.
+pub(crate) const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
+
 /// A write a controller wants. Pure reconcilers return these; the manager applies them.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Action {
     /// Create a pod; the manager names it `<generate_name><5 random [a-z0-9]>`.
     CreatePod(Box<Pod>),
+    /// Create an object under its own (already chosen) name.
+    Create(Box<Object>),
     Delete(ObjectKey),
+    /// Set `spec.replicas` (and the revision annotation, when given) of a ReplicaSet.
+    ScaleReplicaSet {
+        key: ObjectKey,
+        replicas: i32,
+        revision: Option<String>,
+    },
     /// Replace the status of the object at `key` with the status carried by `object`.
     SetStatus(Box<Object>),
 }

@@ -12,6 +12,7 @@
 //! `shutdown` is any future that completes when the hub stops; `run` returns then.
 
 mod common;
+mod deployment;
 mod replicaset;
 
 use std::collections::{BTreeSet, HashMap};
@@ -153,6 +154,7 @@ impl Controllers {
     fn decide(&self, owner: &Object, owned: &[Arc<Object>], now: skiff_api::Time) -> Vec<Action> {
         match owner {
             Object::ReplicaSet(rs) => replicaset::reconcile(rs, owned, now),
+            Object::Deployment(d) => deployment::reconcile(d, owned, now),
             _ => Vec::new(),
         }
     }
@@ -194,10 +196,35 @@ fn to_write(action: Action) -> Write {
             pod.metadata.name = format!("{prefix}{}", random_suffix());
             Write::Create(Object::Pod(*pod))
         }
+        Action::Create(obj) => Write::Create(*obj),
         Action::Delete(key) => Write::Delete {
             key,
             precondition: None,
         },
+        Action::ScaleReplicaSet {
+            key,
+            replicas,
+            revision,
+        } => Write::Mutate(
+            key,
+            Box::new(move |obj| {
+                let Object::ReplicaSet(rs) = obj else {
+                    return Ok(false);
+                };
+                let mut changed = rs.spec.replicas != Some(replicas);
+                rs.spec.replicas = Some(replicas);
+                if let Some(rev) = revision {
+                    let slot = rs
+                        .metadata
+                        .annotations
+                        .entry(common::REVISION_ANNOTATION.to_string())
+                        .or_default();
+                    changed |= *slot != rev;
+                    *slot = rev;
+                }
+                Ok(changed)
+            }),
+        ),
         Action::SetStatus(desired) => Write::Mutate(
             desired.key(),
             Box::new(move |obj| {
