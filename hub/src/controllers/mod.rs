@@ -13,6 +13,7 @@
 
 mod common;
 mod deployment;
+mod job;
 mod replicaset;
 
 use std::collections::{BTreeSet, HashMap};
@@ -155,6 +156,7 @@ impl Controllers {
         match owner {
             Object::ReplicaSet(rs) => replicaset::reconcile(rs, owned, now),
             Object::Deployment(d) => deployment::reconcile(d, owned, now),
+            Object::Job(j) => job::reconcile(j, owned, now),
             _ => Vec::new(),
         }
     }
