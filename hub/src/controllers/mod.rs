@@ -12,6 +12,7 @@
 //! `shutdown` is any future that completes when the hub stops; `run` returns then.
 
 mod common;
+mod daemonset;
 mod deployment;
 mod job;
 mod replicaset;
@@ -157,6 +158,10 @@ impl Controllers {
             Object::ReplicaSet(rs) => replicaset::reconcile(rs, owned, now),
             Object::Deployment(d) => deployment::reconcile(d, owned, now),
             Object::Job(j) => job::reconcile(j, owned, now),
+            Object::DaemonSet(ds) => {
+                let (nodes, _) = self.store.list(&Scope::kind(Kind::Node));
+                daemonset::reconcile(ds, owned, &nodes, now)
+            }
             _ => Vec::new(),
         }
     }
