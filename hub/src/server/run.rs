@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{AdminToken, ApiOptions, ApiServer, ServerError, TokenError};
+use crate::clock::{Clock, SystemClock};
 use crate::config::HubConfig;
+use crate::controllers::Controllers;
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
 
 /// The database file inside the data directory.
@@ -97,13 +99,28 @@ pub async fn serve(
 ) -> Result<(), RunError> {
     let token = AdminToken::load_or_create(&config.data_dir)?;
     let server = ApiServer::new(
-        store,
+        store.clone(),
         token,
         ApiOptions {
             body_limit: config.body_limit,
         },
     );
     server.bootstrap().await?;
+
+    // One shutdown signal fans out to the API server and the control loops.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let controllers = tokio::spawn(
+        Controllers::new(store.clone(), clock.clone()).run(stopped(stop_rx.clone())),
+    );
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -119,7 +136,9 @@ pub async fn serve(
         AdminToken::path(&config.data_dir).display()
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    server.serve(listener, shutdown).await?;
+    server.serve(listener, stopped(stop_rx)).await?;
+    // The loops stop with the same signal; wait so none writes after the store closes.
+    let _ = controllers.await;
     Ok(())
 }
 
