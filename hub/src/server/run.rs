@@ -113,9 +113,8 @@ pub async fn serve(
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let controllers = tokio::spawn(
-        Controllers::new(store.clone(), clock.clone()).run(stopped(stop_rx.clone())),
-    );
+    let controllers =
+        tokio::spawn(Controllers::new(store.clone(), clock.clone()).run(stopped(stop_rx.clone())));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
