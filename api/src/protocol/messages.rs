@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Versioned;
-use crate::resources::{NodeStatus, Pod, PodStatus};
+use crate::resources::{NodeStatus, Pod, PodStatus, Taint};
 
 /// A pod the agent holds, as it tells the hub when it (re)connects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,13 +66,16 @@ pub enum Up {
         status: Box<PodStatus>,
     },
     /// The node's status (capacity, addresses, system info, conditions) changed, or the
-    /// agent just started. Labels and taints the agent was configured with ride along.
+    /// agent just started. The labels and taints the agent was configured with ride
+    /// along; the hub adds them to the Node (it never removes what an operator set).
     NodeStatus {
         v: u16,
         seq: u64,
         status: Box<NodeStatus>,
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         labels: std::collections::BTreeMap<String, String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        taints: Vec<Taint>,
     },
 }
 
