@@ -6,5 +6,8 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod controllers;
+pub mod dispatch;
+pub mod join;
+pub mod nodes;
 pub mod server;
 pub mod store;
