@@ -8,6 +8,7 @@
 //!   the node each pod is bound to, answers `Sync` with only the differences, opens and
 //!   checks every upward message with the sender's key (NodeRestriction), writes pod and
 //!   node status to the store, and keeps each node's lease for the node lifecycle.
+//! - [`DynSec`] keeps per-node clients and ACLs in Mosquitto (dynamic security plugin).
 //! - [`Counters`] counts rejected messages by reason, served at `GET /skiff/v1/metrics`.
 
 mod broker;
@@ -15,6 +16,7 @@ mod index;
 mod ingest;
 mod link;
 mod metrics;
+mod mosquitto;
 mod mqtt;
 
 use async_trait::async_trait;
@@ -23,6 +25,7 @@ use skiff_api::protocol::TopicKind;
 pub use broker::{BrokerError, EmbeddedBroker, EmbeddedOptions, HUB_USERNAME};
 pub use link::{HubLink, LinkOptions};
 pub use metrics::{Counters, Reject, metrics_routes};
+pub use mosquitto::{DynSec, DynSecError, HUB_ROLE};
 pub use mqtt::{BrokerLogin, BrokerUrl, MqttDispatcher, UrlError};
 
 /// A message a node published, as the broker delivered it.

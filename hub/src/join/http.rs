@@ -28,6 +28,9 @@ pub struct JoinApi {
     pub clock: Arc<dyn Clock>,
     /// The broker URL agents are told to connect to.
     pub broker_url: String,
+    /// Mosquitto's dynamic security, when the hub manages accounts in an external
+    /// broker; `None` with the embedded broker (it asks [`Credentials`] directly).
+    pub broker_accounts: Option<Arc<crate::dispatch::DynSec>>,
 }
 
 /// The routes, to merge into the hub's router.
@@ -164,6 +167,18 @@ async fn join(State(api): State<Arc<JoinApi>>, body: Bytes) -> Response {
     };
     match result {
         Ok(issued) => {
+            if let Some(dynsec) = &api.broker_accounts
+                && let Err(e) = dynsec.provision(&issued.node, &issued.password).await
+            {
+                tracing::error!(node = %issued.node, error = %e, "creating the node's broker account failed");
+                return failure(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    &format!(
+                        "the broker did not accept the node's account ({e}); join again with a new token"
+                    ),
+                );
+            }
             tracing::info!(node = %issued.node, "node joined; credentials issued");
             json(
                 StatusCode::OK,

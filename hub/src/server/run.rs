@@ -16,8 +16,8 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::{BrokerMode, HubConfig};
 use crate::controllers::Controllers;
 use crate::dispatch::{
-    BrokerError, BrokerLogin, Counters, EmbeddedBroker, EmbeddedOptions, HubLink, LinkOptions,
-    MqttDispatcher, metrics_routes,
+    BrokerError, BrokerLogin, Counters, DynSec, EmbeddedBroker, EmbeddedOptions, HubLink,
+    LinkOptions, MqttDispatcher, metrics_routes,
 };
 use crate::join::{CREDENTIALS_DB, CredentialError, Credentials, JoinApi};
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
@@ -164,6 +164,30 @@ pub async fn serve(
         ),
     };
     let broker_desc = login.url.to_string();
+    // With an external broker the hub manages per-node accounts and ACLs there when it
+    // is Mosquitto with the dynamic security plugin; other brokers are the operator's.
+    let broker_accounts = if embedded {
+        None
+    } else {
+        match DynSec::connect(&login).await {
+            Ok(dynsec) => {
+                match dynsec
+                    .ensure_hub(login.username.as_deref().unwrap_or_default())
+                    .await
+                {
+                    Ok(()) => Some(Arc::new(dynsec)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "per-node broker accounts are not managed");
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "per-node broker accounts are not managed");
+                None
+            }
+        }
+    };
     let dispatcher = Arc::new(MqttDispatcher::start(login, stop_rx.clone()));
     if !dispatcher
         .wait_connected(std::time::Duration::from_secs(10))
@@ -193,6 +217,7 @@ pub async fn serve(
         admin: token.clone(),
         clock: clock.clone(),
         broker_url: advertise,
+        broker_accounts,
     });
     let app = server.router().merge(
         crate::join::routes(join_api)

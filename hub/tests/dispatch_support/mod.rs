@@ -525,3 +525,13 @@ impl FakeAgent {
         }
     }
 }
+
+impl FakeAgent {
+    /// The next desired-state message within `wait`, if any.
+    pub fn try_recv(&self, wait: Duration) -> Option<Down> {
+        match self.rx.recv_timeout(wait) {
+            Ok(Seen::Down(d)) => Some(d),
+            _ => None,
+        }
+    }
+}
