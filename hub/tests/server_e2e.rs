@@ -30,7 +30,13 @@ impl Drop for Hub {
 
 fn start(data_dir: &Path) -> Hub {
     let mut child = Command::new(env!("CARGO_BIN_EXE_skiff-hub"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--mqtt-listen",
+            "127.0.0.1:0",
+        ])
         // The data dir comes from the environment, the listen address from a flag.
         .env("SKIFF_HUB_DATA_DIR", data_dir)
         .env("RUST_LOG", "warn")

@@ -83,6 +83,8 @@ impl Hub {
                 .arg(&data)
                 .arg("--listen")
                 .arg(format!("127.0.0.1:{port}"))
+                // Each test hub gets its own broker port so suites can run in parallel.
+                .args(["--mqtt-listen", "127.0.0.1:0"])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone()?)
                 .stderr(log)

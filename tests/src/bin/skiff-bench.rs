@@ -62,7 +62,15 @@ struct HubProcess {
 impl HubProcess {
     fn start(data: &Path) -> Result<HubProcess> {
         let mut child = Command::new(binary("skiff-hub")?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--mqtt-listen",
+                "127.0.0.1:0",
+                "--log-level",
+                "warn",
+            ])
             .arg("--data-dir")
             .arg(data)
             .stdout(Stdio::piped())
