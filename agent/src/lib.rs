@@ -5,8 +5,10 @@
 pub mod config;
 pub mod node;
 pub mod reconcile;
+mod run;
 pub mod runtime;
 pub mod state;
 pub mod sync;
 
 pub use config::{AgentConfig, Args, ConfigError, RuntimeKind};
+pub use run::{RunError, run, simulated_name};
