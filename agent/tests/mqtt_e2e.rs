@@ -85,11 +85,15 @@ fn stop(mut p: Proc) {
 }
 
 fn write_credentials(state: &Path, port: u16) {
+    write_credentials_for(state, NODE, port);
+}
+
+fn write_credentials_for(state: &Path, node: &str, port: u16) {
     std::fs::create_dir_all(state).unwrap();
     let creds = serde_json::json!({
-        "nodeName": NODE,
+        "nodeName": node,
         "broker": format!("mqtt://127.0.0.1:{port}"),
-        "username": NODE,
+        "username": node,
         "password": "secret",
         "key": key().to_hex(),
     });
@@ -129,6 +133,8 @@ struct FakeHub {
     heard: mpsc::UnboundedReceiver<Heard>,
     /// The agent's log, shown when an expectation times out.
     log: PathBuf,
+    /// How many distinct nodes have been heard from.
+    nodes: std::sync::Arc<std::sync::Mutex<usize>>,
 }
 
 impl FakeHub {
@@ -141,6 +147,9 @@ impl FakeHub {
         let (client, mut el) = AsyncClient::new(opts, 64);
         let (tx, heard) = mpsc::unbounded_channel();
         let sub = client.clone();
+        let nodes = std::sync::Arc::new(std::sync::Mutex::new(0usize));
+        let nodes_seen = nodes.clone();
+        let mut seen = std::collections::HashSet::new();
         tokio::spawn(async move {
             loop {
                 match el.poll().await {
@@ -154,7 +163,7 @@ impl FakeHub {
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let t = parse_topic(&p.topic).expect("a skiff topic");
-                        assert_eq!(t.node, NODE);
+                        *nodes.lock().unwrap() += usize::from(seen.insert(t.node.clone()));
                         let heard = match t.kind {
                             TopicKind::Up => {
                                 Heard::Up(decode(&key(), &p.topic, &p.payload).unwrap())
@@ -177,6 +186,7 @@ impl FakeHub {
             client,
             heard,
             log: log.to_path_buf(),
+            nodes: nodes_seen,
         }
     }
 
@@ -525,4 +535,80 @@ fn a_join_saves_private_credentials_reused_without_a_token() {
         again.0.try_wait().unwrap().is_none(),
         "agent without token exited"
     );
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let out = Command::new("ps")
+        .args(["-o", "rss=", "-p", &pid.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+/// Idle memory of one agent with no pods and with 50 simulated pods, printed for the
+/// record and held to a budget an edge device can spare.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_memory_with_0_and_50_pods() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("agent.log");
+    let port = free_port();
+    write_credentials(&state, port);
+    let _broker = start_broker(dir.path(), port);
+    let mut hub = FakeHub::start(port, &log);
+    let agent = start_agent(&state, &log);
+    hub.expect("sync", |h| {
+        matches!(h, Heard::Up(Up::Sync { .. })).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = rss_kib(agent.0.id());
+    for i in 0..50 {
+        hub.send(&upsert(&format!("u{i:02}"), &format!("web-{i}"), 100 + i))
+            .await;
+    }
+    for i in 0..50 {
+        let uid = format!("u{i:02}");
+        hub.expect("pod running", status_of(&uid, PodPhase::Running))
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let busy = rss_kib(agent.0.id());
+    println!("skiff-agent idle RSS: {idle} KiB with 0 pods, {busy} KiB with 50 pods");
+    assert!(idle < 32 * 1024, "idle RSS {idle} KiB");
+    assert!(busy < 48 * 1024, "RSS with 50 pods {busy} KiB");
+}
+
+/// `--simulate 3`: three nodes in one process, each its own MQTT client and state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulate_runs_several_agents_in_one_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("fleet");
+    let log = dir.path().join("agent.log");
+    let port = free_port();
+    for i in 0..3 {
+        write_credentials_for(&state.join(format!("sim-{i}")), &format!("sim-{i}"), port);
+    }
+    let _broker = start_broker(dir.path(), port);
+    let mut hub = FakeHub::start(port, &log);
+    let _fleet = Proc(
+        Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+            .args(["--node-name", "sim", "--simulate", "3"])
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut synced = 0;
+    hub.expect("three syncs", |h| {
+        synced += usize::from(matches!(h, Heard::Up(Up::Sync { .. })));
+        (synced == 3).then_some(())
+    })
+    .await;
+    assert_eq!(*hub.nodes.lock().unwrap(), 3);
+    for i in 0..3 {
+        assert!(state.join(format!("sim-{i}/agent.db")).exists());
+    }
 }
