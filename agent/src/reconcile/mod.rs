@@ -1,0 +1,187 @@
+//! The reconciler: a pure function from the desired pods (as persisted) and what the
+//! runtime shows (plus the statuses last reported) to the actions that bring them
+//! together. No I/O, no clock: `now` comes in with the observation.
+
+mod status;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use skiff_api::resources::{Pod, PodStatus, RestartPolicy};
+
+use crate::runtime::{ObservedPod, RunState};
+
+pub use status::pod_status;
+
+/// A pod the hub wants on this node, at the revision the agent stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredPod {
+    pub uid: String,
+    pub revision: u64,
+    pub pod: Pod,
+}
+
+/// Desired state, by uid.
+#[derive(Debug, Clone, Default)]
+pub struct Desired {
+    pub pods: BTreeMap<String, DesiredPod>,
+}
+
+/// What is: runtime pods and last reported statuses by uid, the node's address and the
+/// time of the observation.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub pods: BTreeMap<String, ObservedPod>,
+    pub reported: BTreeMap<String, PodStatus>,
+    pub host_ip: Option<String>,
+    pub now: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create and start the pod (replacing any old instance with this uid).
+    StartPod { uid: String },
+    /// Stop every container of the pod.
+    StopPod { uid: String },
+    /// Free a stopped pod.
+    RemovePod { uid: String },
+    /// Start an exited container again.
+    RestartContainer { uid: String, container: String },
+    /// Tell the hub the pod's status.
+    ReportStatus {
+        uid: String,
+        namespace: String,
+        name: String,
+        status: Box<PodStatus>,
+    },
+    /// The pod is gone: drop its reported status.
+    ForgetStatus { uid: String },
+}
+
+/// FNV-1a, 64 bit: stable across builds and releases, unlike `DefaultHasher`, so a hash
+/// stored by one agent version is comparable by the next.
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x100000001b3);
+    }
+    h
+}
+
+/// The hash of what makes a pod run differently: its spec (metadata changes such as
+/// labels never restart a pod).
+pub fn spec_hash(pod: &Pod) -> u64 {
+    fnv1a(&serde_json::to_vec(&pod.spec).expect("spec serializes"))
+}
+
+const BACKOFF_BASE: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// How long after an exit a container with `restart_count` restarts may start again:
+/// at once the first time, then 10 s doubling to 5 min (Kubernetes' CrashLoopBackOff).
+pub(crate) fn restart_delay(restart_count: i32) -> Duration {
+    if restart_count <= 0 {
+        return Duration::ZERO;
+    }
+    let doublings = (restart_count - 1).min(16) as u32;
+    BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+}
+
+/// Whether a container that exited with `exit_code` is restarted under `policy`.
+pub(crate) fn restarts(policy: RestartPolicy, exit_code: i32) -> bool {
+    match policy {
+        RestartPolicy::Always => true,
+        RestartPolicy::OnFailure => exit_code != 0,
+        RestartPolicy::Never => false,
+    }
+}
+
+pub(crate) fn policy(pod: &Pod) -> RestartPolicy {
+    pod.spec.restart_policy.unwrap_or(RestartPolicy::Always)
+}
+
+/// The actions that bring `observed` to `desired`, in the order to apply them.
+pub fn reconcile(desired: &Desired, observed: &Observed) -> Vec<Action> {
+    let mut actions = Vec::new();
+    for (uid, want) in &desired.pods {
+        let Some(have) = observed.pods.get(uid) else {
+            actions.push(Action::StartPod { uid: uid.clone() });
+            continue;
+        };
+        if have.revision != want.revision && have.spec_hash != spec_hash(&want.pod) {
+            actions.push(Action::StopPod { uid: uid.clone() });
+            actions.push(Action::RemovePod { uid: uid.clone() });
+            actions.push(Action::StartPod { uid: uid.clone() });
+            continue;
+        }
+        let policy = policy(&want.pod);
+        for c in &have.containers {
+            if let RunState::Exited(exit) = c.state {
+                let due = exit.finished_at
+                    + chrono::Duration::from_std(restart_delay(c.restart_count))
+                        .expect("delay fits");
+                if restarts(policy, exit.exit_code) && observed.now >= due {
+                    actions.push(Action::RestartContainer {
+                        uid: uid.clone(),
+                        container: c.name.clone(),
+                    });
+                }
+            }
+        }
+        let status = pod_status(
+            &want.pod,
+            have,
+            observed.reported.get(uid),
+            observed.host_ip.as_deref(),
+            observed.now,
+        );
+        if observed.reported.get(uid) != Some(&status) {
+            actions.push(Action::ReportStatus {
+                uid: uid.clone(),
+                namespace: have.namespace.clone(),
+                name: have.name.clone(),
+                status: Box::new(status),
+            });
+        }
+    }
+    for (uid, have) in &observed.pods {
+        if desired.pods.contains_key(uid) {
+            continue;
+        }
+        if have.any_running() {
+            actions.push(Action::StopPod { uid: uid.clone() });
+        } else {
+            // Stopped: report how it ended, then forget it.
+            let mut gone = Pod::default();
+            gone.spec.restart_policy = Some(RestartPolicy::Never);
+            let status = pod_status(
+                &gone,
+                have,
+                observed.reported.get(uid),
+                observed.host_ip.as_deref(),
+                observed.now,
+            );
+            actions.push(Action::ReportStatus {
+                uid: uid.clone(),
+                namespace: have.namespace.clone(),
+                name: have.name.clone(),
+                status: Box::new(status),
+            });
+            actions.push(Action::RemovePod { uid: uid.clone() });
+            actions.push(Action::ForgetStatus { uid: uid.clone() });
+        }
+    }
+    // Reported statuses of pods neither desired nor present (removed while the agent was
+    // down) are dropped too.
+    for uid in observed.reported.keys() {
+        if !desired.pods.contains_key(uid) && !observed.pods.contains_key(uid) {
+            actions.push(Action::ForgetStatus { uid: uid.clone() });
+        }
+    }
+    actions
+}
+
+#[cfg(test)]
+mod tests;

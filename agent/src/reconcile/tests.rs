@@ -1,0 +1,263 @@
+use chrono::TimeZone;
+use skiff_api::Uid;
+use skiff_api::resources::{Container, PodPhase, RestartPolicy};
+
+use super::*;
+use crate::runtime::{Exit, ObservedContainer};
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+}
+
+fn pod(uid: &str, image: &str, policy: Option<RestartPolicy>) -> Pod {
+    let mut p = Pod::default();
+    p.metadata.name = format!("pod-{uid}");
+    p.metadata.namespace = Some("default".into());
+    p.metadata.uid = Some(Uid(uid.into()));
+    p.spec.restart_policy = policy;
+    p.spec.containers = vec![Container {
+        name: "main".into(),
+        image: image.into(),
+        ..Container::default()
+    }];
+    p
+}
+
+fn desired(pods: &[(&Pod, u64)]) -> Desired {
+    Desired {
+        pods: pods
+            .iter()
+            .map(|(p, rev)| {
+                let uid = p.metadata.uid.clone().unwrap().0;
+                (
+                    uid.clone(),
+                    DesiredPod {
+                        uid,
+                        revision: *rev,
+                        pod: (*p).clone(),
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+fn running(p: &Pod, rev: u64) -> ObservedPod {
+    ObservedPod {
+        uid: p.metadata.uid.clone().unwrap().0,
+        namespace: "default".into(),
+        name: p.metadata.name.clone(),
+        revision: rev,
+        spec_hash: spec_hash(p),
+        started_at: t(0),
+        pod_ip: Some("10.244.0.5".into()),
+        init_containers: vec![],
+        containers: p
+            .spec
+            .containers
+            .iter()
+            .map(|c| ObservedContainer {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                container_id: format!("sim://{}", c.name),
+                restart_count: 0,
+                state: RunState::Running { started_at: t(0) },
+                last_exit: None,
+            })
+            .collect(),
+    }
+}
+
+fn exited(mut o: ObservedPod, code: i32, finished: i64, restarts: i32) -> ObservedPod {
+    for c in &mut o.containers {
+        c.restart_count = restarts;
+        c.state = RunState::Exited(Exit {
+            exit_code: code,
+            started_at: t(0),
+            finished_at: t(finished),
+        });
+    }
+    o
+}
+
+fn observed(pods: Vec<ObservedPod>, now: i64) -> Observed {
+    Observed {
+        pods: pods.into_iter().map(|p| (p.uid.clone(), p)).collect(),
+        reported: BTreeMap::new(),
+        host_ip: Some("192.0.2.1".into()),
+        now: t(now),
+    }
+}
+
+/// The actions, with statuses reduced to their phase so tables stay readable.
+fn summary(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .map(|a| match a {
+            Action::StartPod { uid } => format!("start {uid}"),
+            Action::StopPod { uid } => format!("stop {uid}"),
+            Action::RemovePod { uid } => format!("remove {uid}"),
+            Action::RestartContainer { uid, container } => format!("restart {uid}/{container}"),
+            Action::ReportStatus { uid, status, .. } => {
+                format!("report {uid} {}", status.phase.unwrap())
+            }
+            Action::ForgetStatus { uid } => format!("forget {uid}"),
+        })
+        .collect()
+}
+
+#[test]
+fn reconcile_table() {
+    let always = pod("a", "nginx:1", None);
+    let changed = pod("a", "nginx:2", None);
+    let relabelled = {
+        let mut p = always.clone();
+        p.metadata.labels.insert("x".into(), "y".into());
+        p
+    };
+    let never = pod("n", "job:1", Some(RestartPolicy::Never));
+    let on_failure = pod("f", "job:1", Some(RestartPolicy::OnFailure));
+
+    let cases: Vec<(&str, Desired, Observed, Vec<&str>)> = vec![
+        (
+            "new pod is started",
+            desired(&[(&always, 5)]),
+            observed(vec![], 0),
+            vec!["start a"],
+        ),
+        (
+            "same spec running: only the first status report",
+            desired(&[(&always, 5)]),
+            observed(vec![running(&always, 5)], 1),
+            vec!["report a Running"],
+        ),
+        (
+            "spec changed under a new revision: stop, remove, start",
+            desired(&[(&changed, 6)]),
+            observed(vec![running(&always, 5)], 1),
+            vec!["stop a", "remove a", "start a"],
+        ),
+        (
+            "metadata-only change under a new revision: no restart",
+            desired(&[(&relabelled, 6)]),
+            observed(vec![running(&always, 5)], 1),
+            vec!["report a Running"],
+        ),
+        (
+            "deleted and still running: stop",
+            desired(&[]),
+            observed(vec![running(&always, 5)], 1),
+            vec!["stop a"],
+        ),
+        (
+            "deleted and stopped: final report, remove, forget",
+            desired(&[]),
+            observed(vec![exited(running(&always, 5), 0, 1, 0)], 2),
+            vec!["report a Succeeded", "remove a", "forget a"],
+        ),
+        (
+            "crashed container under Always: restarted at once the first time",
+            desired(&[(&always, 5)]),
+            observed(vec![exited(running(&always, 5), 1, 1, 0)], 1),
+            vec!["restart a/main", "report a Running"],
+        ),
+        (
+            "Always restarts a clean exit too",
+            desired(&[(&always, 5)]),
+            observed(vec![exited(running(&always, 5), 0, 1, 0)], 1),
+            vec!["restart a/main", "report a Running"],
+        ),
+        (
+            "crash loop: waits out the backoff",
+            desired(&[(&always, 5)]),
+            observed(vec![exited(running(&always, 5), 1, 100, 3)], 120),
+            vec!["report a Running"],
+        ),
+        (
+            "crash loop: restarts once the backoff has passed",
+            desired(&[(&always, 5)]),
+            observed(vec![exited(running(&always, 5), 1, 100, 3)], 140),
+            vec!["restart a/main", "report a Running"],
+        ),
+        (
+            "Never: a failure is final",
+            desired(&[(&never, 5)]),
+            observed(vec![exited(running(&never, 5), 2, 1, 0)], 1),
+            vec!["report n Failed"],
+        ),
+        (
+            "Never: a clean exit succeeds",
+            desired(&[(&never, 5)]),
+            observed(vec![exited(running(&never, 5), 0, 1, 0)], 1),
+            vec!["report n Succeeded"],
+        ),
+        (
+            "OnFailure: a failure restarts",
+            desired(&[(&on_failure, 5)]),
+            observed(vec![exited(running(&on_failure, 5), 3, 1, 0)], 1),
+            vec!["restart f/main", "report f Running"],
+        ),
+        (
+            "OnFailure: a clean exit succeeds",
+            desired(&[(&on_failure, 5)]),
+            observed(vec![exited(running(&on_failure, 5), 0, 1, 0)], 1),
+            vec!["report f Succeeded"],
+        ),
+    ];
+    for (name, d, o, want) in cases {
+        assert_eq!(summary(&reconcile(&d, &o)), want, "{name}");
+    }
+}
+
+#[test]
+fn an_unchanged_pod_is_reported_once() {
+    let p = pod("a", "nginx:1", None);
+    let d = desired(&[(&p, 5)]);
+    let mut o = observed(vec![running(&p, 5)], 1);
+    let actions = reconcile(&d, &o);
+    let Some(Action::ReportStatus { status, .. }) = actions.last() else {
+        panic!("expected a report: {actions:?}");
+    };
+    assert_eq!(status.phase, Some(PodPhase::Running));
+    assert_eq!(status.host_ip.as_deref(), Some("192.0.2.1"));
+    assert_eq!(status.pod_ip.as_deref(), Some("10.244.0.5"));
+    let ready = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert!(ready.status.is_true());
+    assert_eq!(status.container_statuses[0].restart_count, 0);
+    assert!(status.container_statuses[0].state.running.is_some());
+    o.reported.insert("a".into(), (**status).clone());
+    // Later, nothing changed: the transition times are carried over, nothing is sent.
+    o.now = t(500);
+    assert_eq!(reconcile(&d, &o), vec![]);
+}
+
+#[test]
+fn crash_loop_status_shows_waiting_with_the_last_exit() {
+    let p = pod("a", "nginx:1", None);
+    let d = desired(&[(&p, 5)]);
+    let o = observed(vec![exited(running(&p, 5), 7, 100, 2)], 101);
+    let actions = reconcile(&d, &o);
+    let Some(Action::ReportStatus { status, .. }) = actions.last() else {
+        panic!("expected a report: {actions:?}");
+    };
+    let c = &status.container_statuses[0];
+    assert_eq!(
+        c.state.waiting.as_ref().unwrap().reason.as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    assert_eq!(c.last_state.terminated.as_ref().unwrap().exit_code, 7);
+    assert!(!c.ready);
+}
+
+#[test]
+fn backoff_doubles_to_five_minutes() {
+    assert_eq!(restart_delay(0), Duration::ZERO);
+    assert_eq!(restart_delay(1), Duration::from_secs(10));
+    assert_eq!(restart_delay(3), Duration::from_secs(40));
+    assert_eq!(restart_delay(10), Duration::from_secs(300));
+    assert_eq!(restart_delay(i32::MAX), Duration::from_secs(300));
+}

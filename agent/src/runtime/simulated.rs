@@ -1,0 +1,258 @@
+//! The simulated runtime: containers "run" the moment they start and no process exists.
+//! Each pod is a JSON record in its own file under the runtime's directory, written
+//! atomically, so pods outlive the agent exactly as real containers do: an agent killed
+//! with SIGKILL and started again finds them running and adopts them (restart counts
+//! unchanged).
+//!
+//! For exercising restart policies, a pod annotated with
+//! `skiff.io/simulate-exit-code: "<n>"` has containers that exit with code `n` as soon
+//! as they start (init containers always complete with 0).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use chrono::Utc;
+use skiff_api::resources::Container;
+
+use super::{
+    ContainerRuntime, Exit, ObservedContainer, ObservedPod, PodToStart, RunState, RuntimeError,
+};
+
+/// Annotation that makes simulated containers exit at once with the given code.
+pub const SIMULATE_EXIT_CODE: &str = "skiff.io/simulate-exit-code";
+
+#[derive(Debug)]
+pub struct SimulatedRuntime {
+    dir: PathBuf,
+    pods: Mutex<BTreeMap<String, SimPod>>,
+}
+
+/// A record: the observation plus what a restart needs to know.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SimPod {
+    observed: ObservedPod,
+    exit_code: Option<i32>,
+}
+
+impl SimulatedRuntime {
+    /// Opens the runtime whose records live in `dir`, adopting every pod found there.
+    pub fn open(dir: &Path) -> Result<SimulatedRuntime, RuntimeError> {
+        let io = |source| RuntimeError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut pods = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(|source| RuntimeError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let pod: SimPod =
+                serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Corrupt {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+            pods.insert(pod.observed.uid.clone(), pod);
+        }
+        Ok(SimulatedRuntime {
+            dir: dir.to_path_buf(),
+            pods: Mutex::new(pods),
+        })
+    }
+
+    fn record_path(&self, uid: &str) -> PathBuf {
+        // UIDs come from the hub; keep only characters that cannot escape the directory.
+        let safe: String = uid
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.dir.join(format!("{safe}.json"))
+    }
+
+    fn write(&self, pod: &SimPod) -> Result<(), RuntimeError> {
+        let path = self.record_path(&pod.observed.uid);
+        let tmp = path.with_extension("tmp");
+        let io = |source| RuntimeError::Io {
+            path: path.clone(),
+            source,
+        };
+        let json = serde_json::to_vec(pod).expect("record serializes");
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(io)?;
+        f.write_all(&json).map_err(io)?;
+        f.sync_all().map_err(io)?;
+        drop(f);
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
+    }
+
+    fn update(
+        &self,
+        uid: &str,
+        change: impl FnOnce(&mut SimPod) -> Result<(), RuntimeError>,
+    ) -> Result<(), RuntimeError> {
+        let mut pods = self.pods.lock().expect("runtime lock");
+        let pod = pods.get_mut(uid).ok_or_else(|| RuntimeError::NoSuchPod {
+            uid: uid.to_string(),
+        })?;
+        let mut next = pod.clone();
+        change(&mut next)?;
+        self.write(&next)?;
+        *pod = next;
+        Ok(())
+    }
+
+    /// A pod IP from a /16 that no real network uses, stable for the uid.
+    fn pod_ip(uid: &str) -> String {
+        let h = crate::reconcile::fnv1a(uid.as_bytes());
+        format!("10.244.{}.{}", (h >> 8) as u8, (h as u8).max(2))
+    }
+}
+
+fn start_container(
+    uid: &str,
+    c: &Container,
+    exit_code: Option<i32>,
+    restart_count: i32,
+    last_exit: Option<Exit>,
+) -> ObservedContainer {
+    let now = Utc::now();
+    let state = match exit_code {
+        Some(code) => RunState::Exited(Exit {
+            exit_code: code,
+            started_at: now,
+            finished_at: now,
+        }),
+        None => RunState::Running { started_at: now },
+    };
+    ObservedContainer {
+        name: c.name.clone(),
+        image: c.image.clone(),
+        container_id: format!("simulated://{uid}/{}/{restart_count}", c.name),
+        restart_count,
+        state,
+        last_exit,
+    }
+}
+
+impl ContainerRuntime for SimulatedRuntime {
+    fn start_pod(&self, pod: PodToStart<'_>) -> Result<(), RuntimeError> {
+        let exit_code = pod
+            .pod
+            .metadata
+            .annotations
+            .get(SIMULATE_EXIT_CODE)
+            .and_then(|v| v.trim().parse().ok());
+        let spec = &pod.pod.spec;
+        let record = SimPod {
+            observed: ObservedPod {
+                uid: pod.uid.to_string(),
+                namespace: pod.pod.metadata.namespace_or_empty().to_string(),
+                name: pod.pod.metadata.name.clone(),
+                revision: pod.revision,
+                spec_hash: pod.spec_hash,
+                started_at: Utc::now(),
+                pod_ip: (!spec.host_network).then(|| Self::pod_ip(pod.uid)),
+                init_containers: spec
+                    .init_containers
+                    .iter()
+                    .map(|c| start_container(pod.uid, c, Some(0), 0, None))
+                    .collect(),
+                containers: spec
+                    .containers
+                    .iter()
+                    .map(|c| start_container(pod.uid, c, exit_code, 0, None))
+                    .collect(),
+            },
+            exit_code,
+        };
+        let mut pods = self.pods.lock().expect("runtime lock");
+        self.write(&record)?;
+        pods.insert(pod.uid.to_string(), record);
+        Ok(())
+    }
+
+    fn stop_pod(&self, uid: &str) -> Result<(), RuntimeError> {
+        self.update(uid, |pod| {
+            let now = Utc::now();
+            for c in &mut pod.observed.containers {
+                if let RunState::Running { started_at } = c.state {
+                    // A simulated process always handles SIGTERM cleanly.
+                    c.state = RunState::Exited(Exit {
+                        exit_code: 0,
+                        started_at,
+                        finished_at: now,
+                    });
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn remove_pod(&self, uid: &str) -> Result<(), RuntimeError> {
+        let mut pods = self.pods.lock().expect("runtime lock");
+        let path = self.record_path(uid);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(RuntimeError::Io { path, source }),
+        }
+        pods.remove(uid);
+        Ok(())
+    }
+
+    fn restart_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
+        self.update(uid, |pod| {
+            let exit_code = pod.exit_code;
+            let c = pod
+                .observed
+                .containers
+                .iter_mut()
+                .find(|c| c.name == container)
+                .ok_or_else(|| RuntimeError::NoSuchContainer {
+                    uid: uid.to_string(),
+                    container: container.to_string(),
+                })?;
+            let last = match c.state {
+                RunState::Exited(e) => Some(e),
+                RunState::Running { .. } => c.last_exit,
+            };
+            let spec = Container {
+                name: c.name.clone(),
+                image: c.image.clone(),
+                ..Container::default()
+            };
+            *c = start_container(uid, &spec, exit_code, c.restart_count + 1, last);
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> Result<Vec<ObservedPod>, RuntimeError> {
+        Ok(self
+            .pods
+            .lock()
+            .expect("runtime lock")
+            .values()
+            .map(|p| p.observed.clone())
+            .collect())
+    }
+}

@@ -1,0 +1,362 @@
+//! The agent's main loop for one node: persisted desired state and runtime
+//! observations go through the reconciler, its actions are applied, statuses reported.
+//! Messages from the hub are persisted before they are acknowledged or acted on. While
+//! the hub is unreachable the loop carries on from the database, and status waits:
+//! on reconnect only the latest status per pod is sent.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use skiff_api::protocol::{Down, SCHEMA_VERSION, Up};
+use skiff_api::resources::{NodeStatus, PodStatus, Taint};
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::link::{HubLink, LinkEvent, Seq};
+use crate::node::{self, HostPaths};
+use crate::reconcile::{Action, Desired, Observed, reconcile, spec_hash};
+use crate::runtime::{ContainerRuntime, PodToStart};
+use crate::state::{Applied, StateDb};
+
+/// How often the loop looks at the runtime even when nothing arrives (restarts after
+/// a crash-loop backoff, containers that exited).
+const RESYNC: Duration = Duration::from_secs(5);
+/// The node status is measured again every this many heartbeats.
+const NODE_STATUS_EVERY: u32 = 6;
+/// Passes in a row while actions keep changing what the runtime shows.
+const MAX_PASSES: usize = 4;
+
+/// What one node's loop is made of.
+#[derive(Debug)]
+pub struct NodeAgent {
+    pub node: String,
+    pub db: StateDb,
+    pub runtime: Arc<dyn ContainerRuntime>,
+    pub link: Arc<dyn HubLink>,
+    pub events: mpsc::Receiver<LinkEvent>,
+    pub seq: Seq,
+    pub host: HostPaths,
+    pub max_pods: u32,
+    pub internal_ip: Option<IpAddr>,
+    /// Where the broker is, to find the address this host reaches it from.
+    pub broker: Option<(String, u16)>,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<Taint>,
+    pub heartbeat_interval: Duration,
+}
+
+struct Loop {
+    a: NodeAgent,
+    connected: bool,
+    reported: BTreeMap<String, PodStatus>,
+    node_status: Option<NodeStatus>,
+}
+
+impl NodeAgent {
+    /// Runs until `shutdown` resolves or the link ends.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        let node = self.node.clone();
+        let reported = match self.db.reported() {
+            Ok(r) => r,
+            Err(e) => {
+                error!(node = %node, error = %e, "cannot read reported statuses");
+                BTreeMap::new()
+            }
+        };
+        let mut l = Loop {
+            a: self,
+            connected: false,
+            reported,
+            node_status: None,
+        };
+        l.run(shutdown)
+            .instrument(info_span!("agent", node = %node))
+            .await
+    }
+}
+
+impl Loop {
+    async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+        // Before the hub is reached: the pods in the database come back (adopted from
+        // the runtime when they are still there).
+        self.pass();
+        let mut heartbeat = tokio::time::interval(self.a.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut resync = tokio::time::interval(RESYNC);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beats: u32 = 0;
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => {
+                    self.a.link.close();
+                    break;
+                }
+                ev = self.a.events.recv() => match ev {
+                    None => break,
+                    Some(LinkEvent::Connected) => {
+                        self.connected = true;
+                        self.send_sync();
+                        self.send_node_status(true);
+                        self.pass();
+                    }
+                    Some(LinkEvent::Disconnected) => self.connected = false,
+                    Some(LinkEvent::Down { msg, ack }) => {
+                        if self.down(&msg) {
+                            if let Err(e) = self.a.link.ack(ack) {
+                                warn!(error = %e, "cannot acknowledge");
+                            }
+                            self.pass();
+                        }
+                    }
+                },
+                _ = heartbeat.tick() => {
+                    if self.connected {
+                        if let Err(e) = self.a.link.heartbeat(self.a.seq.next()) {
+                            debug!(error = %e, "heartbeat not sent");
+                        }
+                        beats += 1;
+                        if beats.is_multiple_of(NODE_STATUS_EVERY) {
+                            self.send_node_status(false);
+                        }
+                    }
+                }
+                _ = resync.tick() => self.pass(),
+            }
+        }
+    }
+
+    /// Persists a message; false when it could not be (it is then not acknowledged,
+    /// and the broker redelivers it).
+    fn down(&mut self, msg: &Down) -> bool {
+        let (kind, pod, revision) = match msg {
+            Down::PodUpsert { revision, pod, .. } => (
+                "upsert",
+                format!(
+                    "{}/{}",
+                    pod.metadata.namespace_or_empty(),
+                    pod.metadata.name
+                ),
+                *revision,
+            ),
+            Down::PodDelete {
+                revision,
+                namespace,
+                name,
+                ..
+            } => ("delete", format!("{namespace}/{name}"), *revision),
+            Down::SyncDone { revision, .. } => ("syncDone", String::new(), *revision),
+        };
+        let _g = info_span!("message", kind, pod = %pod, revision).entered();
+        match self.a.db.apply(msg) {
+            Ok(Applied::Changed) => {
+                info!("desired state changed");
+                true
+            }
+            Ok(Applied::Synced) => {
+                info!("sync complete");
+                true
+            }
+            Ok(Applied::Ignored) => {
+                debug!("already applied or older");
+                true
+            }
+            Err(e) => {
+                error!(error = %e, "cannot persist desired state");
+                false
+            }
+        }
+    }
+
+    fn send(&self, msg: &Up) -> bool {
+        match self.a.link.send(msg) {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, "cannot send to the hub");
+                false
+            }
+        }
+    }
+
+    fn send_sync(&self) {
+        let (revision, pods) = match (self.a.db.sync_revision(), self.a.db.pod_refs()) {
+            (Ok(r), Ok(p)) => (r, p),
+            (Err(e), _) | (_, Err(e)) => {
+                error!(error = %e, "cannot read the pods to sync");
+                return;
+            }
+        };
+        info!(revision, pods = pods.len(), "sync");
+        self.send(&Up::Sync {
+            v: SCHEMA_VERSION,
+            seq: self.a.seq.next(),
+            revision,
+            pods,
+        });
+    }
+
+    fn send_node_status(&mut self, force: bool) {
+        let ip = self.a.internal_ip.or_else(|| {
+            let (host, port) = self.a.broker.as_ref()?;
+            node::route_source_ip(host, *port)
+        });
+        let status = match node::measure(&self.a.host, self.a.max_pods, ip, &self.a.node) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot measure the node");
+                return;
+            }
+        };
+        if !force && self.node_status.as_ref() == Some(&status) {
+            return;
+        }
+        let sent = self.send(&Up::NodeStatus {
+            v: SCHEMA_VERSION,
+            seq: self.a.seq.next(),
+            status: Box::new(status.clone()),
+            labels: node::node_labels(&self.a.node, &self.a.labels),
+            taints: self.a.taints.clone(),
+        });
+        if sent {
+            self.node_status = Some(status);
+        }
+    }
+
+    fn host_ip(&self) -> Option<String> {
+        self.node_status
+            .as_ref()
+            .and_then(|s| {
+                s.addresses
+                    .iter()
+                    .find(|a| a.type_ == skiff_api::resources::NodeAddressType::InternalIp)
+            })
+            .map(|a| a.address.clone())
+            .or_else(|| self.a.internal_ip.map(|ip| ip.to_string()))
+    }
+
+    /// Reconciles until the runtime stops changing (at most a few passes).
+    fn pass(&mut self) {
+        for _ in 0..MAX_PASSES {
+            let _g = info_span!("reconcile").entered();
+            let desired = match self.a.db.desired() {
+                Ok(pods) => Desired { pods },
+                Err(e) => {
+                    error!(error = %e, "cannot read desired state");
+                    return;
+                }
+            };
+            let pods = match self.a.runtime.list() {
+                Ok(p) => p.into_iter().map(|p| (p.uid.clone(), p)).collect(),
+                Err(e) => {
+                    error!(error = %e, "cannot list the runtime");
+                    return;
+                }
+            };
+            let observed = Observed {
+                pods,
+                reported: self.reported.clone(),
+                host_ip: self.host_ip(),
+                now: chrono::Utc::now(),
+            };
+            let actions = reconcile(&desired, &observed);
+            if !self.apply(&desired, actions) {
+                return;
+            }
+        }
+    }
+
+    /// Applies actions; true when the runtime changed (so another pass is due).
+    fn apply(&mut self, desired: &Desired, actions: Vec<Action>) -> bool {
+        let mut changed = false;
+        // Pods whose final status could not be sent are kept until it can be.
+        let mut unsent = BTreeSet::new();
+        let rt = &self.a.runtime;
+        for action in actions {
+            match action {
+                Action::StartPod { uid } => {
+                    let Some(want) = desired.pods.get(&uid) else {
+                        continue;
+                    };
+                    let _g = info_span!("start", pod = %uid, revision = want.revision).entered();
+                    match rt.start_pod(PodToStart {
+                        uid: &uid,
+                        revision: want.revision,
+                        spec_hash: spec_hash(&want.pod),
+                        pod: &want.pod,
+                    }) {
+                        Ok(()) => {
+                            info!(name = %want.pod.metadata.name, "started pod");
+                            changed = true;
+                        }
+                        Err(e) => error!(error = %e, "cannot start pod"),
+                    }
+                }
+                Action::StopPod { uid } => match rt.stop_pod(&uid) {
+                    Ok(()) => {
+                        info!(pod = %uid, "stopped pod");
+                        changed = true;
+                    }
+                    Err(e) => error!(pod = %uid, error = %e, "cannot stop pod"),
+                },
+                Action::RemovePod { uid } => {
+                    if unsent.contains(&uid) {
+                        continue;
+                    }
+                    match rt.remove_pod(&uid) {
+                        Ok(()) => changed = true,
+                        Err(e) => error!(pod = %uid, error = %e, "cannot remove pod"),
+                    }
+                }
+                Action::RestartContainer { uid, container } => {
+                    match rt.restart_container(&uid, &container) {
+                        Ok(()) => {
+                            info!(pod = %uid, container = %container, "restarted container");
+                            changed = true;
+                        }
+                        Err(e) => error!(pod = %uid, error = %e, "cannot restart container"),
+                    }
+                }
+                Action::ReportStatus {
+                    uid,
+                    namespace,
+                    name,
+                    status,
+                } => {
+                    if !self.connected {
+                        unsent.insert(uid);
+                        continue;
+                    }
+                    let sent = self.send(&Up::PodStatus {
+                        v: SCHEMA_VERSION,
+                        seq: self.a.seq.next(),
+                        namespace,
+                        name,
+                        uid: uid.clone(),
+                        status: status.clone(),
+                    });
+                    if !sent {
+                        unsent.insert(uid);
+                        continue;
+                    }
+                    debug!(pod = %uid, phase = ?status.phase, "reported status");
+                    if let Err(e) = self.a.db.set_reported(&uid, &status) {
+                        warn!(pod = %uid, error = %e, "cannot record reported status");
+                    }
+                    self.reported.insert(uid, *status);
+                }
+                Action::ForgetStatus { uid } => {
+                    if unsent.contains(&uid) {
+                        continue;
+                    }
+                    if let Err(e) = self.a.db.forget_reported(&uid) {
+                        warn!(pod = %uid, error = %e, "cannot forget reported status");
+                    }
+                    self.reported.remove(&uid);
+                }
+            }
+        }
+        changed
+    }
+}
