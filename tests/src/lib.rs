@@ -4,6 +4,9 @@
 //! The binaries are taken from the cargo target directory the tests were built into, so
 //! `cargo build --workspace --bins` must run before `cargo test -p skiff-tests`. A
 //! missing binary fails the test with that instruction, never skips it.
+//!
+//! Also real agents ([`Agent`]) and Debian's Mosquitto as an external broker
+//! ([`Mosquitto`]).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -13,6 +16,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+mod agent;
+mod mosquitto;
+
+pub use agent::{Agent, RuntimeContainer, RuntimePod, runtime_pods};
+pub use mosquitto::Mosquitto;
 
 /// How long a hub may take to answer `/healthz` after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,7 +48,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0").context("binding a loopback port")?;
     Ok(l.local_addr()?.port())
 }
@@ -52,6 +61,9 @@ pub struct Hub {
     /// for the CLI, so no real config file is read).
     root: tempfile::TempDir,
     url: String,
+    port: u16,
+    /// The flags after `serve --data-dir --listen`, kept for [`Hub::restart`].
+    args: Vec<String>,
     token: String,
 }
 
@@ -59,41 +71,46 @@ impl Hub {
     /// Starts a hub, waits until it is healthy and reads its admin token. Panics with
     /// the hub's log when it does not come up.
     pub fn start() -> Hub {
-        match Hub::try_start() {
+        Hub::start_with(&[])
+    }
+
+    /// Like [`Hub::start`], with extra `skiff-hub serve` flags (e.g. `--node-grace 3s`,
+    /// `--broker URL`). Unless `extra` names a broker or an MQTT listen address, the
+    /// embedded broker listens on a port of its own.
+    pub fn start_with(extra: &[&str]) -> Hub {
+        match Hub::try_start_with(extra) {
             Ok(h) => h,
             Err(e) => panic!("starting skiff-hub failed: {e:#}"),
         }
     }
 
     pub fn try_start() -> Result<Hub> {
-        let hub_bin = binary("skiff-hub");
+        Hub::try_start_with(&[])
+    }
+
+    pub fn try_start_with(extra: &[&str]) -> Result<Hub> {
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        if !extra
+            .iter()
+            .any(|a| *a == "--broker" || *a == "--mqtt-listen")
+        {
+            // Each test hub gets its own broker port so suites can run in parallel.
+            args.extend(["--mqtt-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         // The port is picked before the hub binds it; another process may take it in
         // between, so a hub that does not come up is retried on a new port.
         let mut last_err = None;
         for _ in 0..3 {
             let root = tempfile::tempdir().context("creating a temp dir")?;
-            let data = root.path().join("data");
             std::fs::create_dir_all(root.path().join("home"))?;
             let port = free_port()?;
-            let log_path = root.path().join("hub.log");
-            let log = std::fs::File::create(&log_path)?;
-            let child = Command::new(&hub_bin)
-                .arg("serve")
-                .arg("--data-dir")
-                .arg(&data)
-                .arg("--listen")
-                .arg(format!("127.0.0.1:{port}"))
-                // Each test hub gets its own broker port so suites can run in parallel.
-                .args(["--mqtt-listen", "127.0.0.1:0"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-                .with_context(|| format!("spawning {}", hub_bin.display()))?;
+            let child = Hub::spawn(root.path(), port, &args)?;
             let mut hub = Hub {
                 child,
                 root,
                 url: format!("http://127.0.0.1:{port}"),
+                port,
+                args: args.clone(),
                 token: String::new(),
             };
             match hub.wait_ready() {
@@ -105,6 +122,47 @@ impl Hub {
             }
         }
         Err(last_err.unwrap_or_else(|| anyhow::anyhow!("the hub did not start")))
+    }
+
+    fn spawn(root: &Path, port: u16, args: &[String]) -> Result<Child> {
+        let hub_bin = binary("skiff-hub");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(root.join("hub.log"))?;
+        Command::new(&hub_bin)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(root.join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("spawning {}", hub_bin.display()))
+    }
+
+    /// Starts the hub again after [`Hub::stop`], on the same data directory, port and
+    /// flags (so an embedded broker must have been given a fixed `--mqtt-listen`).
+    pub fn restart(&mut self) {
+        self.stop();
+        let started = Hub::spawn(self.root.path(), self.port, &self.args).and_then(|child| {
+            self.child = child;
+            self.wait_ready()
+        });
+        if let Err(e) = started {
+            panic!(
+                "restarting skiff-hub failed: {e:#}\nhub log:\n{}",
+                self.log()
+            );
+        }
+    }
+
+    /// Whether the hub process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     fn wait_ready(&mut self) -> Result<()> {
@@ -223,6 +281,142 @@ impl Hub {
     pub fn stop(&mut self) {
         stop_child(&mut self.child);
     }
+
+    /// Calls the REST API with the admin token (or none, when `auth` is false);
+    /// returns the status code and the body as JSON (a string if it is not JSON).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        auth: bool,
+    ) -> (u16, serde_json::Value) {
+        let url = format!("{}{path}", self.url);
+        let bearer = format!("Bearer {}", self.token);
+        let builder = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("content-type", "application/json");
+        let builder = if auth {
+            builder.header("authorization", &bearer)
+        } else {
+            builder
+        };
+        let payload = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = builder.body(payload).expect("a valid request");
+        let mut resp = http_agent()
+            .run(req)
+            .unwrap_or_else(|e| panic!("{method} {url} failed: {e}"));
+        let code = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap_or_default();
+        let value = serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text));
+        (code, value)
+    }
+
+    /// GET `path` as the admin; panics unless it answers 200.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (code, body) = self.request("GET", path, None, true);
+        assert_eq!(code, 200, "GET {path}: {body}");
+        body
+    }
+
+    /// Polls `path` until `check` holds on a 200 answer, up to `timeout`; returns that
+    /// body, or panics with the last answer.
+    pub fn wait_for(
+        &self,
+        path: &str,
+        timeout: Duration,
+        check: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, body) = self.request("GET", path, None, true);
+            if code == 200 && check(&body) {
+                return body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{path} did not reach the expected state within {timeout:?}: {code} {body}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Creates a join token valid for `ttl_seconds` and `uses` joins; returns the token
+    /// and its expiry as the hub wrote it.
+    pub fn create_token(&self, ttl_seconds: u64, uses: u32) -> (String, String) {
+        let (code, body) = self.request(
+            "POST",
+            "/skiff/v1/tokens",
+            Some(&serde_json::json!({"ttlSeconds": ttl_seconds, "uses": uses})),
+            true,
+        );
+        assert_eq!(code, 201, "creating a join token: {body}");
+        (
+            body["token"].as_str().expect("a token").to_string(),
+            body["expires"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+
+    /// How many upward MQTT messages the hub rejected for `reason` (`unauthenticated`,
+    /// `replay`, `not_bound`, ...), from `GET /skiff/v1/metrics?format=json`.
+    pub fn rejected(&self, reason: &str) -> u64 {
+        let body = self.get_json("/skiff/v1/metrics?format=json");
+        body["rejected"][reason]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no rejected.{reason} counter in {body}"))
+    }
+
+    /// Creates pod `name` in `default` bound to `node` with one container running
+    /// `image`; returns the created pod.
+    pub fn create_pod(&self, name: &str, node: &str, image: &str) -> serde_json::Value {
+        let pod = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "app", "image": image}]},
+        });
+        let (code, body) =
+            self.request("POST", "/api/v1/namespaces/default/pods", Some(&pod), true);
+        assert_eq!(code, 201, "creating pod {name}: {body}");
+        body
+    }
+
+    /// Deletes pod `name` in `default` and waits until it is gone from the store.
+    pub fn delete_pod(&self, name: &str) {
+        let path = format!("/api/v1/namespaces/default/pods/{name}");
+        let (code, body) = self.request("DELETE", &path, None, true);
+        assert!(
+            code == 200 || code == 202,
+            "deleting pod {name}: {code} {body}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.request("GET", &path, None, true).0 != 404 {
+            assert!(Instant::now() < deadline, "pod {name} was not removed");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn http_agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// The status and reason of a Node's Ready condition, if it has one.
+pub fn node_ready(node: &serde_json::Value) -> Option<(String, String)> {
+    node["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
 }
 
 impl Drop for Hub {
@@ -321,5 +515,77 @@ impl Background {
 impl Drop for Background {
     fn drop(&mut self) {
         stop_child(&mut self.child);
+    }
+}
+
+/// Which broker carries a fleet's MQTT traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// rumqttd inside `skiff-hub serve`.
+    Embedded,
+    /// Debian's Mosquitto with the dynamic security plugin.
+    Mosquitto,
+}
+
+/// A hub, its broker and a directory for the agents' state: the fixture of the fleet
+/// tests. Agents made with [`Fleet::agent`] are owned by the caller and must be
+/// dropped before the fleet (declare them after it).
+#[derive(Debug)]
+pub struct Fleet {
+    pub hub: Hub,
+    pub broker: Option<Mosquitto>,
+    nodes: tempfile::TempDir,
+}
+
+impl Fleet {
+    /// Starts the broker (for [`BrokerKind::Mosquitto`]) and a hub using it, with
+    /// `hub_flags` added to `skiff-hub serve`. With the embedded broker on a fixed port
+    /// (`fixed_mqtt_port`), the hub can be restarted and agents find it again.
+    pub fn start(kind: BrokerKind, hub_flags: &[&str], fixed_mqtt_port: bool) -> Fleet {
+        let broker = match kind {
+            BrokerKind::Embedded => None,
+            BrokerKind::Mosquitto => Some(Mosquitto::start()),
+        };
+        let mut flags: Vec<String> = hub_flags.iter().map(|f| f.to_string()).collect();
+        match &broker {
+            Some(m) => flags.extend(m.hub_args()),
+            None if fixed_mqtt_port => {
+                let port = free_port().expect("a free port");
+                flags.extend(["--mqtt-listen".into(), format!("127.0.0.1:{port}")]);
+            }
+            None => {}
+        }
+        let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+        Fleet {
+            hub: Hub::start_with(&refs),
+            broker,
+            nodes: tempfile::tempdir().expect("a temp dir for node state"),
+        }
+    }
+
+    /// The state directory node `name` uses.
+    pub fn state_dir(&self, name: &str) -> PathBuf {
+        self.nodes.path().join(name).join("state")
+    }
+
+    /// Starts a real agent for node `name` joining with `token`, plus `extra` flags.
+    pub fn agent(&self, name: &str, token: &str, extra: &[&str]) -> Agent {
+        Agent::start(self.hub.url(), name, &self.state_dir(name), token, extra)
+    }
+
+    /// Starts an agent with a fresh single-use token and waits until its Node is Ready.
+    pub fn joined_agent(&self, name: &str, extra: &[&str]) -> Agent {
+        let (token, _) = self.hub.create_token(600, 1);
+        let agent = self.agent(name, &token, extra);
+        self.wait_ready(name, "True", Duration::from_secs(20));
+        agent
+    }
+
+    /// Waits until node `name`'s Ready condition has `status`; returns the Node.
+    pub fn wait_ready(&self, name: &str, status: &str, timeout: Duration) -> serde_json::Value {
+        self.hub
+            .wait_for(&format!("/api/v1/nodes/{name}"), timeout, |n| {
+                node_ready(n).is_some_and(|(s, _)| s == status)
+            })
     }
 }
