@@ -17,7 +17,10 @@ fn heartbeat_loss_and_return(kind: BrokerKind) {
     let hub = &fleet.hub;
     let agent = fleet.joined_agent("live-1", &["--heartbeat-interval", "1s"]);
     let created = hub.create_pod("live-pod", "live-1", "busybox");
-    let uid = created["metadata"]["uid"].as_str().expect("a uid").to_string();
+    let uid = created["metadata"]["uid"]
+        .as_str()
+        .expect("a uid")
+        .to_string();
     let pod_path = "/api/v1/namespaces/default/pods/live-pod";
     hub.wait_for(pod_path, WAIT, |p| p["status"]["phase"] == "Running");
     let before = agent.wait_runtime(WAIT, "the pod running", |p| p.len() == 1);
