@@ -27,6 +27,10 @@ const RESYNC: Duration = Duration::from_secs(5);
 const NODE_STATUS_EVERY: u32 = 6;
 /// Passes in a row while actions keep changing what the runtime shows.
 const MAX_PASSES: usize = 4;
+/// A sync not answered by `syncDone` within this long is sent again: a broker that
+/// restarted without sessions drops whatever the agent publishes before the hub has
+/// reconnected and subscribed again.
+const SYNC_RETRY: Duration = Duration::from_secs(5);
 
 /// What one node's loop is made of.
 #[derive(Debug)]
@@ -52,6 +56,8 @@ struct Loop {
     connected: bool,
     reported: BTreeMap<String, PodStatus>,
     node_status: Option<NodeStatus>,
+    /// When the last unanswered sync was sent.
+    sync_sent: Option<tokio::time::Instant>,
 }
 
 impl NodeAgent {
@@ -70,6 +76,7 @@ impl NodeAgent {
             connected: false,
             reported,
             node_status: None,
+            sync_sent: None,
         };
         l.run(shutdown)
             .instrument(info_span!("agent", node = %node))
@@ -121,6 +128,11 @@ impl Loop {
                         if beats.is_multiple_of(NODE_STATUS_EVERY) {
                             self.send_node_status(false);
                         }
+                        if self.sync_sent.is_some_and(|t| t.elapsed() >= SYNC_RETRY) {
+                            // The node status may have been lost with the sync.
+                            self.send_sync();
+                            self.send_node_status(true);
+                        }
                     }
                 }
                 _ = resync.tick() => self.pass(),
@@ -156,6 +168,7 @@ impl Loop {
                 true
             }
             Ok(Applied::Synced) => {
+                self.sync_sent = None;
                 info!("sync complete");
                 true
             }
@@ -180,7 +193,8 @@ impl Loop {
         }
     }
 
-    fn send_sync(&self) {
+    fn send_sync(&mut self) {
+        self.sync_sent = Some(tokio::time::Instant::now());
         let (revision, pods) = match (self.a.db.sync_revision(), self.a.db.pod_refs()) {
             (Ok(r), Ok(p)) => (r, p),
             (Err(e), _) | (_, Err(e)) => {
