@@ -577,8 +577,21 @@ impl Fleet {
     pub fn joined_agent(&self, name: &str, extra: &[&str]) -> Agent {
         let (token, _) = self.hub.create_token(600, 1);
         let agent = self.agent(name, &token, extra);
-        self.wait_ready(name, "True", Duration::from_secs(20));
-        agent
+        let path = format!("/api/v1/nodes/{name}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (code, node) = self.hub.request("GET", &path, None, true);
+            if code == 200 && node_ready(&node).is_some_and(|(s, _)| s == "True") {
+                return agent;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {name} is not Ready: {code} {node}\nagent log:\n{}\nhub log:\n{}",
+                agent.log(),
+                self.hub.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Waits until node `name`'s Ready condition has `status`; returns the Node.
