@@ -391,6 +391,7 @@ mod tests {
                 namespace: Some("default".into()),
                 ..Default::default()
             },
+            ..Default::default()
         });
         assert!(matches!(
             create(node_in_ns, None, t(1)),
@@ -403,6 +404,7 @@ mod tests {
                 namespace: Some(String::new()),
                 ..Default::default()
             },
+            ..Default::default()
         });
         let Outcome::Put { object, .. } = create(node_empty_ns, None, t(1)).unwrap() else {
             panic!("create must store");

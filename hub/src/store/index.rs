@@ -105,6 +105,7 @@ mod tests {
                 name: "n1".into(),
                 ..Default::default()
             },
+            ..Default::default()
         }));
         idx.put(node.key(), node);
 

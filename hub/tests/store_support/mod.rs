@@ -67,6 +67,7 @@ pub fn node(name: &str) -> Object {
             name: name.into(),
             ..Default::default()
         },
+        ..Default::default()
     })
 }
 
