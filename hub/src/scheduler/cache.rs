@@ -109,6 +109,7 @@ impl Cache {
         info.present = true;
         info.zone = zone;
         info.spec = spec;
+        self.view.update_topology(slot);
         self.view.generation += 1;
         true
     }
@@ -125,6 +126,7 @@ impl Cache {
         info.present = false;
         info.spec = NodeSpecView::default();
         info.zone = None;
+        self.view.update_topology(slot);
         self.view.order_stale = true;
         self.view.generation += 1;
         self.release_slot_if_unused(slot);
@@ -148,6 +150,21 @@ impl Cache {
 
     pub(crate) fn remove_namespace(&mut self, name: &str) -> bool {
         self.view.namespaces.remove(name).is_some()
+    }
+
+    /// Makes the view ready for deciding `pod`: the topology keys of its affinity
+    /// terms are indexed.
+    pub(crate) fn prepare(&mut self, pod: &PodInfo) {
+        let rules = &pod.affinity;
+        let keys = rules
+            .required_affinity
+            .iter()
+            .chain(&rules.required_anti)
+            .chain(rules.preferred_affinity.iter().map(|(_, t)| t))
+            .chain(rules.preferred_anti.iter().map(|(_, t)| t));
+        for term in keys {
+            self.view.track_topology_key(&term.topology_key);
+        }
     }
 
     /// A pod the store shows bound to a node (by this scheduler or anyone else).
@@ -342,6 +359,7 @@ impl Cache {
                     .map(|(w, t)| (TermKind::PreferredAnti, *w, t)),
             )
             .map(|(kind, weight, term)| {
+                view.track_topology_key(&term.topology_key);
                 let key = (kind, weight, term.signature.clone());
                 let id = view.terms.id_or_insert(&key, || TermGroup {
                     kind,

@@ -94,7 +94,7 @@ pub(crate) fn schedule(
 }
 
 /// The decision. `verdicts` must be `NodeVerdicts::new(&pod.node_rules, view)` at the
-/// view's current generation.
+/// view's current generation, and the view prepared for the pod (`Cache::prepare`).
 pub(crate) fn schedule_with(
     pod: &PodInfo,
     view: &ClusterView,
@@ -183,7 +183,7 @@ fn check_node(
     }
     filters::resources_fit(pod, node).map_err(Rejection::Resources)?;
     if let Some(f) = interpod {
-        f.check(node)?;
+        f.check(slot)?;
     }
     Ok(())
 }
@@ -234,7 +234,7 @@ fn score(pod: &PodInfo, view: &ClusterView, verdicts: &NodeVerdicts, scratch: &m
 
     if let Some(interpod) = InterPodScore::new(pod, view) {
         column.clear();
-        column.extend(feasible.iter().map(|&s| interpod.raw(view.node(s))));
+        column.extend(feasible.iter().map(|&s| interpod.raw(s)));
         scores::normalize_min_max(column);
         for (t, c) in totals.iter_mut().zip(column.iter()) {
             *t += scores::INTER_POD_AFFINITY_WEIGHT * c;

@@ -1,41 +1,81 @@
 //! Inter-pod affinity and anti-affinity, as kube-scheduler's InterPodAffinity plugin
 //! computes them: once per pod, count the existing pods each term cares about per
-//! topology domain (a `(topologyKey, value)` pair), then test or score each node by
-//! looking up its own domain.
+//! topology domain (a value of the term's `topologyKey` label), then test or score each
+//! node by looking up its own domain.
 //!
-//! Existing pods are visited by group (same namespace and labels, see `view`), so a
-//! term is matched once per group, not once per pod.
-
-use std::collections::HashMap;
+//! Existing pods are visited by group (same namespace and labels, or the same term,
+//! see `view`), so a term is matched once per group, not once per pod; domains are
+//! small integers (see `TopologyIndex`), so counting is indexing arrays.
 
 use super::filters::Rejection;
+use super::hash::IdMap;
 use super::pod_info::{AffinityTerm, PodInfo};
-use super::view::{ClusterView, NodeInfo, PodGroup, TermKind};
+use super::view::{ClusterView, PodGroup, Slot, TermKind, TopologyIndex};
 
 /// What an existing pod's required affinity term adds to a matching incoming pod's
 /// score on nodes in the existing pod's domain (kube-scheduler's default
 /// `hardPodAffinityWeight`).
 const HARD_POD_AFFINITY_WEIGHT: i64 = 1;
 
-/// Pod counts (or weights) per topology domain.
-type Domains<'a> = HashMap<(&'a str, &'a str), i64>;
-
-/// Adds `amount × (pods of the group on each node)` to the domain of each node.
-fn add_per_node<'a>(
-    domains: &mut Domains<'a>,
-    view: &'a ClusterView,
-    nodes: &super::hash::IdMap<u32, u32>,
+/// Counts (or weights) per domain of one topology key.
+#[derive(Debug)]
+struct KeyCounts<'a> {
     key: &'a str,
-    amount: i64,
-) {
-    for (&slot, &count) in nodes {
-        let node = view.node(slot);
-        if !node.present {
-            continue;
+    index: &'a TopologyIndex,
+    counts: Vec<i64>,
+}
+
+/// Counts per topology domain, for the few keys the terms at hand use.
+#[derive(Debug, Default)]
+struct Domains<'a> {
+    keys: Vec<KeyCounts<'a>>,
+    /// Something was counted (kube-scheduler: the map is not empty).
+    any: bool,
+}
+
+impl<'a> Domains<'a> {
+    /// Adds `amount` per pod of `nodes` (pods per node) to each node's domain.
+    fn add(&mut self, view: &'a ClusterView, key: &'a str, nodes: &IdMap<Slot, u32>, amount: i64) {
+        let Some(index) = view.topology(key) else {
+            debug_assert!(false, "topology key {key} is not indexed");
+            return;
+        };
+        let pos = match self.keys.iter().position(|k| k.key == key) {
+            Some(pos) => pos,
+            None => {
+                self.keys.push(KeyCounts {
+                    key,
+                    index,
+                    counts: vec![0; index.len()],
+                });
+                self.keys.len() - 1
+            }
+        };
+        let entry = &mut self.keys[pos];
+        for (&slot, &count) in nodes {
+            if let Some(domain) = entry.index.domain(slot) {
+                entry.counts[domain] += amount * i64::from(count);
+                self.any = true;
+            }
         }
-        if let Some(value) = node.spec.labels.get(key) {
-            *domains.entry((key, value.as_str())).or_default() += amount * i64::from(count);
-        }
+    }
+
+    /// The count in the node's domain of `key` (0 when nothing was counted there or
+    /// the node lacks the label).
+    fn get(&self, key: &str, slot: Slot) -> i64 {
+        self.keys
+            .iter()
+            .find(|k| k.key == key)
+            .and_then(|k| k.index.domain(slot).map(|d| k.counts[d]))
+            .unwrap_or(0)
+    }
+
+    /// The sum over every key of the counts in the node's domains.
+    fn sum(&self, slot: Slot) -> i64 {
+        self.keys
+            .iter()
+            .filter_map(|k| k.index.domain(slot).map(|d| k.counts[d]))
+            .sum()
     }
 }
 
@@ -59,9 +99,9 @@ fn pod_matches(term: &AffinityTerm, pod: &PodInfo, view: &ClusterView) -> bool {
 #[derive(Debug)]
 pub(crate) struct InterPodFilter<'a> {
     pod: &'a PodInfo,
+    view: &'a ClusterView,
     /// Domains holding pods whose required anti-affinity selects this pod.
     existing_anti: Domains<'a>,
-    existing_anti_keys: Vec<&'a str>,
     /// Domains holding pods that match all of this pod's required affinity terms.
     affinity: Domains<'a>,
     /// Domains holding pods matching one of this pod's required anti-affinity terms.
@@ -73,6 +113,7 @@ pub(crate) struct InterPodFilter<'a> {
 
 impl<'a> InterPodFilter<'a> {
     /// `None` when neither the pod nor any existing pod has required inter-pod rules.
+    /// The view must be prepared for the pod (`Cache::prepare`).
     pub(crate) fn new(pod: &'a PodInfo, view: &'a ClusterView) -> Option<InterPodFilter<'a>> {
         let rules = &pod.affinity;
         let own = !rules.required_affinity.is_empty() || !rules.required_anti.is_empty();
@@ -82,10 +123,10 @@ impl<'a> InterPodFilter<'a> {
         }
         let mut state = InterPodFilter {
             pod,
-            existing_anti: Domains::new(),
-            existing_anti_keys: Vec::new(),
-            affinity: Domains::new(),
-            anti: Domains::new(),
+            view,
+            existing_anti: Domains::default(),
+            affinity: Domains::default(),
+            anti: Domains::default(),
             matches_itself: rules
                 .required_affinity
                 .iter()
@@ -94,11 +135,9 @@ impl<'a> InterPodFilter<'a> {
         if existing {
             for tg in view.term_groups() {
                 if tg.kind == TermKind::RequiredAnti && pod_matches(&tg.term, pod, view) {
-                    let key = tg.term.topology_key.as_str();
-                    add_per_node(&mut state.existing_anti, view, &tg.nodes, key, 1);
-                    if !state.existing_anti_keys.contains(&key) {
-                        state.existing_anti_keys.push(key);
-                    }
+                    state
+                        .existing_anti
+                        .add(view, &tg.term.topology_key, &tg.nodes, 1);
                 }
             }
         }
@@ -111,12 +150,12 @@ impl<'a> InterPodFilter<'a> {
                         .all(|t| group_matches(t, group, view))
                 {
                     for t in &rules.required_affinity {
-                        add_per_node(&mut state.affinity, view, &group.nodes, &t.topology_key, 1);
+                        state.affinity.add(view, &t.topology_key, &group.nodes, 1);
                     }
                 }
                 for t in &rules.required_anti {
                     if group_matches(t, group, view) {
-                        add_per_node(&mut state.anti, view, &group.nodes, &t.topology_key, 1);
+                        state.anti.add(view, &t.topology_key, &group.nodes, 1);
                     }
                 }
             }
@@ -126,26 +165,24 @@ impl<'a> InterPodFilter<'a> {
 
     /// kube-scheduler's order: the pod's affinity, its anti-affinity, then existing
     /// pods' anti-affinity.
-    pub(crate) fn check(&self, node: &NodeInfo) -> Result<(), Rejection> {
-        let labels = &node.spec.labels;
-        let occupied = |domains: &Domains<'_>, key: &str| {
-            labels
-                .get(key)
-                .is_some_and(|v| domains.get(&(key, v.as_str())).is_some_and(|n| *n > 0))
-        };
+    pub(crate) fn check(&self, slot: Slot) -> Result<(), Rejection> {
         let terms = &self.pod.affinity.required_affinity;
         if !terms.is_empty() {
             let mut pods_exist = true;
             for t in terms {
-                if !labels.contains_key(&t.topology_key) {
+                let labelled = self
+                    .view
+                    .topology(&t.topology_key)
+                    .is_some_and(|i| i.domain(slot).is_some());
+                if !labelled {
                     // Every topology key must be a label of the node.
                     return Err(Rejection::PodAffinity);
                 }
-                pods_exist &= occupied(&self.affinity, &t.topology_key);
+                pods_exist &= self.affinity.get(&t.topology_key, slot) > 0;
             }
             // The first pod of a group that selects itself may go anywhere the
             // topology labels exist.
-            let first_of_group = self.affinity.is_empty() && self.matches_itself;
+            let first_of_group = !self.affinity.any && self.matches_itself;
             if !pods_exist && !first_of_group {
                 return Err(Rejection::PodAffinity);
             }
@@ -155,14 +192,15 @@ impl<'a> InterPodFilter<'a> {
             .affinity
             .required_anti
             .iter()
-            .any(|t| occupied(&self.anti, &t.topology_key))
+            .any(|t| self.anti.get(&t.topology_key, slot) > 0)
         {
             return Err(Rejection::PodAntiAffinity);
         }
         if self
-            .existing_anti_keys
+            .existing_anti
+            .keys
             .iter()
-            .any(|k| occupied(&self.existing_anti, k))
+            .any(|k| k.index.domain(slot).is_some_and(|d| k.counts[d] > 0))
         {
             return Err(Rejection::ExistingAntiAffinity);
         }
@@ -175,11 +213,11 @@ impl<'a> InterPodFilter<'a> {
 #[derive(Debug)]
 pub(crate) struct InterPodScore<'a> {
     domains: Domains<'a>,
-    keys: Vec<&'a str>,
 }
 
 impl<'a> InterPodScore<'a> {
-    /// `None` when nothing contributes (every node would score the same).
+    /// `None` when nothing contributes (every node would score the same). The view
+    /// must be prepared for the pod (`Cache::prepare`).
     pub(crate) fn new(pod: &'a PodInfo, view: &'a ClusterView) -> Option<InterPodScore<'a>> {
         let rules = &pod.affinity;
         let own = !rules.preferred_affinity.is_empty() || !rules.preferred_anti.is_empty();
@@ -187,7 +225,7 @@ impl<'a> InterPodScore<'a> {
         if !own && !existing {
             return None;
         }
-        let mut domains = Domains::new();
+        let mut domains = Domains::default();
         if own {
             for group in view.groups() {
                 let weighted = rules
@@ -197,7 +235,7 @@ impl<'a> InterPodScore<'a> {
                     .chain(rules.preferred_anti.iter().map(|(w, t)| (-*w, t)));
                 for (weight, t) in weighted {
                     if group_matches(t, group, view) {
-                        add_per_node(&mut domains, view, &group.nodes, &t.topology_key, weight);
+                        domains.add(view, &t.topology_key, &group.nodes, weight);
                     }
                 }
             }
@@ -211,27 +249,15 @@ impl<'a> InterPodScore<'a> {
                     TermKind::PreferredAnti => -tg.weight,
                 };
                 if pod_matches(&tg.term, pod, view) {
-                    add_per_node(&mut domains, view, &tg.nodes, &tg.term.topology_key, weight);
+                    domains.add(view, &tg.term.topology_key, &tg.nodes, weight);
                 }
             }
         }
-        if domains.is_empty() {
-            return None;
-        }
-        let mut keys: Vec<&str> = domains.keys().map(|(k, _)| *k).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        Some(InterPodScore { domains, keys })
+        domains.any.then_some(InterPodScore { domains })
     }
 
     /// The node's raw score: the weights of every domain it belongs to.
-    pub(crate) fn raw(&self, node: &NodeInfo) -> i64 {
-        self.keys
-            .iter()
-            .filter_map(|k| {
-                let v = node.spec.labels.get(*k)?;
-                self.domains.get(&(*k, v.as_str()))
-            })
-            .sum()
+    pub(crate) fn raw(&self, slot: Slot) -> i64 {
+        self.domains.sum(slot)
     }
 }

@@ -24,8 +24,9 @@ pub struct SchedulerOptions {
     /// How often every unschedulable pod is retried even if nothing seemed to change
     /// (a backstop; changes that could help retry them at once). Default 60 s.
     pub unschedulable_flush: Duration,
-    /// Events are written in batches: when the scheduler is idle, when this many are
-    /// buffered, or this long after the first buffered one. Default 1 s and 4,096.
+    /// Events are written in batches, after the bindings they report and never in
+    /// their way: when the scheduler is idle, when this many are buffered, or this long
+    /// after the first buffered one. Default 2 s and 16,384 (a few MB).
     pub event_flush: Duration,
     pub max_buffered_events: usize,
     /// Seed of the tie-break between equal nodes; `None` picks one at random.
@@ -42,8 +43,8 @@ impl Default for SchedulerOptions {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(10),
             unschedulable_flush: Duration::from_secs(60),
-            event_flush: Duration::from_secs(1),
-            max_buffered_events: 4096,
+            event_flush: Duration::from_secs(2),
+            max_buffered_events: 16_384,
             seed: None,
         }
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use skiff_api::resources::{EventSeverity, Pod};
-use skiff_api::{Kind, Object, Uid};
+use skiff_api::{Kind, Object, ObjectKey, Uid};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -370,7 +370,12 @@ impl Loop {
             .as_deref()
             .is_none_or(|n| n.is_empty() || n == self.options.scheduler_name);
         if ours && pod.metadata.deletion_timestamp.is_none() {
-            self.queue.upsert(pod, Object::Pod(pod.clone()).key());
+            let key = ObjectKey::new(
+                Kind::Pod,
+                pod.metadata.namespace_or_empty(),
+                pod.metadata.name.as_str(),
+            );
+            self.queue.upsert(pod, key);
         } else {
             self.queue.remove(uid);
         }
@@ -436,6 +441,7 @@ impl Loop {
                 }
             };
             let verdicts = self.verdicts_for(&info.node_rules);
+            self.cache.prepare(&info);
             let view = self.cache.view();
             match schedule_with(
                 &info,
@@ -487,7 +493,7 @@ impl Loop {
         &mut self,
         writes: &mut Vec<Write>,
         tags: &mut Vec<Tag>,
-        key: skiff_api::ObjectKey,
+        key: ObjectKey,
         pod: &PodRef,
         reason: &'static str,
         message: String,

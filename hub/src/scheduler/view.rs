@@ -169,6 +169,53 @@ impl<K: std::hash::Hash + Eq + Clone, T> Registry<K, T> {
     }
 }
 
+/// The values one topology key (a node label such as `kubernetes.io/hostname`) takes
+/// across nodes, interned, so a topology domain is a small integer and counting pods
+/// per domain is indexing an array.
+#[derive(Debug, Default)]
+pub(crate) struct TopologyIndex {
+    ids: HashMap<String, u32>,
+    /// Per slot, the node's domain; `NO_DOMAIN` for nodes without the label (and
+    /// slots without a node).
+    of_slot: Vec<u32>,
+}
+
+const NO_DOMAIN: u32 = u32::MAX;
+
+impl TopologyIndex {
+    /// The node's domain, `None` when it does not have the label.
+    pub(crate) fn domain(&self, slot: Slot) -> Option<usize> {
+        self.of_slot
+            .get(slot as usize)
+            .copied()
+            .filter(|d| *d != NO_DOMAIN)
+            .map(|d| d as usize)
+    }
+
+    /// How many domains there are (an upper bound on `domain() + 1`).
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn set(&mut self, slot: Slot, value: Option<&str>) {
+        let slot = slot as usize;
+        if self.of_slot.len() <= slot {
+            self.of_slot.resize(slot + 1, NO_DOMAIN);
+        }
+        self.of_slot[slot] = match value {
+            None => NO_DOMAIN,
+            Some(v) => match self.ids.get(v) {
+                Some(id) => *id,
+                None => {
+                    let id = self.ids.len() as u32;
+                    self.ids.insert(v.to_string(), id);
+                    id
+                }
+            },
+        };
+    }
+}
+
 pub(crate) type GroupKey = (String, BTreeMap<String, String>);
 pub(crate) type TermKey = (TermKind, i64, String);
 
@@ -191,6 +238,8 @@ pub(crate) struct ClusterView {
     pub(super) namespaces: HashMap<String, BTreeMap<String, String>>,
     pub(super) zones: Vec<String>,
     pub(super) zone_ids: HashMap<String, u32>,
+    /// Domains of every topology key an affinity term uses.
+    pub(super) topology: HashMap<String, TopologyIndex>,
 }
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
@@ -237,6 +286,34 @@ impl ClusterView {
 
     pub(crate) fn namespace_labels(&self, namespace: &str) -> &BTreeMap<String, String> {
         self.namespaces.get(namespace).unwrap_or(&NO_LABELS)
+    }
+
+    /// The domains of a topology key, if some affinity term uses it (see
+    /// `Cache::prepare`).
+    pub(crate) fn topology(&self, key: &str) -> Option<&TopologyIndex> {
+        self.topology.get(key)
+    }
+
+    /// Starts keeping the domains of `key`.
+    pub(super) fn track_topology_key(&mut self, key: &str) {
+        if self.topology.contains_key(key) {
+            return;
+        }
+        let mut index = TopologyIndex::default();
+        for (slot, node) in self.nodes.iter().enumerate() {
+            let value = node.present.then(|| node.spec.labels.get(key)).flatten();
+            index.set(slot as Slot, value.map(String::as_str));
+        }
+        self.topology.insert(key.to_string(), index);
+    }
+
+    /// Brings every tracked key's domain of `slot` up to date with its node.
+    pub(super) fn update_topology(&mut self, slot: Slot) {
+        let node = &self.nodes[slot as usize];
+        for (key, index) in &mut self.topology {
+            let value = node.present.then(|| node.spec.labels.get(key)).flatten();
+            index.set(slot, value.map(String::as_str));
+        }
     }
 
     /// Recomputes the visiting order after nodes came, went or changed zone.

@@ -185,6 +185,7 @@ impl Cluster {
 
     pub(super) fn decide(&mut self, pod: &Pod) -> Result<Placement, Unschedulable> {
         let info = PodInfo::new(pod).expect("valid pod rules");
+        self.cache.prepare(&info);
         schedule(&info, self.cache.view(), &mut self.cursor)
     }
 
@@ -200,6 +201,7 @@ impl Cluster {
     /// nowhere.
     pub(super) fn place(&mut self, pod: &Pod) -> String {
         let info = PodInfo::new(pod).expect("valid pod rules");
+        self.cache.prepare(&info);
         let view = self.cache.view();
         let verdicts = NodeVerdicts::new(&info.node_rules, view);
         let placement = schedule_with(
@@ -221,6 +223,7 @@ impl Cluster {
 /// picks one of them.
 pub(super) fn assert_feasible(cluster: &mut Cluster, pod: &Pod, allowed: &[&str], case: &str) {
     let info = PodInfo::new(pod).expect("valid pod rules");
+    cluster.cache.prepare(&info);
     let view = cluster.cache.view();
     let mut names: Vec<String> = feasible(&info, view)
         .into_iter()
