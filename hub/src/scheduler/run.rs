@@ -162,6 +162,10 @@ impl Loop {
         let period = self.options.unschedulable_flush;
         let mut flush = tokio::time::interval_at(Instant::now() + period, period);
         loop {
+            // Checked here too: while pods keep the loop deciding, it never waits below.
+            if shutdown.as_mut().now_or_never().is_some() {
+                break;
+            }
             self.drain(&mut watches).await?;
             let now = Instant::now();
             self.queue.wake(std::mem::take(&mut self.wake), now);
