@@ -82,6 +82,13 @@ macro_rules! objects {
                 }
             }
 
+            /// Serializes the object's fields (without `apiVersion` and `kind`) as JSON.
+            fn write_body(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+                match self {
+                    $(Object::$kind(o) => serde_json::to_writer(out, o),)*
+                }
+            }
+
             /// A new object of `kind` with the given metadata and everything else unset.
             // Kinds with nothing but metadata make the struct update a no-op.
             #[allow(clippy::needless_update)]
@@ -151,8 +158,32 @@ impl Object {
         Value::Object(out)
     }
 
+    /// Appends the Kubernetes JSON form (the same text as `to_json().to_string()`) to
+    /// `out`, serializing the typed object directly: lists of thousands of objects and
+    /// every store write go through here, so no intermediate `Value` tree is built.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let kind = self.kind();
+        let mut body = Vec::with_capacity(1024);
+        self.write_body(&mut body)
+            .expect("resource types always serialize");
+        out.extend_from_slice(b"{\"apiVersion\":\"");
+        out.extend_from_slice(kind.api_version().as_bytes());
+        out.extend_from_slice(b"\",\"kind\":\"");
+        out.extend_from_slice(kind.name().as_bytes());
+        out.push(b'"');
+        // `body` is a JSON object: `{}` or `{"field":...}`.
+        if body.len() > 2 {
+            out.push(b',');
+            out.extend_from_slice(&body[1..]);
+        } else {
+            out.push(b'}');
+        }
+    }
+
     pub fn to_json_string(&self) -> String {
-        self.to_json().to_string()
+        let mut out = Vec::with_capacity(1024);
+        self.write_json(&mut out);
+        String::from_utf8(out).expect("serde_json writes UTF-8")
     }
 }
 
@@ -324,6 +355,20 @@ mod tests {
             assert_eq!(obj.kind(), kind);
             assert_eq!(obj.meta().name, "x");
             assert_eq!(obj.to_json()["kind"], kind.name());
+        }
+    }
+
+    #[test]
+    fn write_json_matches_to_json() {
+        let mut p = pod("web");
+        p.metadata.labels.insert("app".into(), "web".into());
+        for obj in [
+            Object::from(p),
+            Object::new(Kind::Namespace, ObjectMeta::default()),
+        ] {
+            assert_eq!(obj.to_json_string(), obj.to_json().to_string());
+            let back = crate::parse_object_json(obj.to_json_string().as_bytes()).unwrap();
+            assert_eq!(back, obj);
         }
     }
 

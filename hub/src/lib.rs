@@ -2,6 +2,9 @@
 //! `skiff` CLI, as a library with thin binaries.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod scheduler;
+pub mod server;
 pub mod store;

@@ -12,12 +12,16 @@ mod apply;
 mod error;
 mod history;
 mod index;
+#[cfg(any(test, feature = "test-util"))]
+mod memory;
 mod schema;
 mod sqlite;
 mod stats;
 mod writer;
 
 pub use error::StoreError;
+#[cfg(any(test, feature = "test-util"))]
+pub use memory::MemoryStore;
 pub use sqlite::{SqliteStore, StoreOptions};
 pub use stats::StoreStats;
 

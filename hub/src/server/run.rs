@@ -1,0 +1,146 @@
+//! Running the hub's API server as a process: the data directory, the admin token, the
+//! listener and the startup line, and SIGTERM/SIGINT as the graceful shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::{AdminToken, ApiOptions, ApiServer, ServerError, TokenError};
+use crate::config::HubConfig;
+use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
+
+/// The database file inside the data directory.
+pub const STATE_DB: &str = "state.db";
+
+/// Why the hub could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("admin token: {0}")]
+    Token(#[from] TokenError),
+    #[error("store: {0}")]
+    Store(#[source] StoreError),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("installing the {signal} handler: {source}")]
+    Signal {
+        signal: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Server(#[from] ServerError),
+}
+
+/// Creates the data directory with mode 0700 if it is missing.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), RunError> {
+    let err = |source| RunError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let mode = std::fs::metadata(dir).map_err(err)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the data directory is accessible to other users; 0700 is recommended"
+        );
+    }
+    Ok(())
+}
+
+/// Resolves on the first SIGTERM or SIGINT. The handlers are installed when this is
+/// called, so a signal that arrives before the future is polled still counts.
+pub fn termination_signal() -> Result<impl Future<Output = ()> + Send + 'static, RunError> {
+    let mut term = signal(SignalKind::terminate()).map_err(|source| RunError::Signal {
+        signal: "SIGTERM",
+        source,
+    })?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|source| RunError::Signal {
+        signal: "SIGINT",
+        source,
+    })?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
+}
+
+/// Serves the API over `store` until `shutdown` resolves: loads (or creates) the admin
+/// token, creates the built-in namespaces, binds, prints one line saying where it
+/// listens and where the token is, and returns once in-flight requests are done.
+pub async fn serve(
+    config: &HubConfig,
+    store: Arc<dyn Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let token = AdminToken::load_or_create(&config.data_dir)?;
+    let server = ApiServer::new(
+        store,
+        token,
+        ApiOptions {
+            body_limit: config.body_limit,
+        },
+    );
+    server.bootstrap().await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| RunError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| RunError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    println!(
+        "skiff-hub listening on http://{addr} (admin token in {})",
+        AdminToken::path(&config.data_dir).display()
+    );
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
+    server.serve(listener, shutdown).await?;
+    Ok(())
+}
+
+/// Runs the hub until SIGTERM or SIGINT: prepares the data directory, opens the store at
+/// `DATA_DIR/state.db`, serves, and after the last request shuts the store down
+/// (queued writes finished, WAL checkpointed).
+pub async fn run(config: HubConfig) -> Result<(), RunError> {
+    // Installed first: a signal during startup must still mean a clean stop.
+    let shutdown = termination_signal()?;
+    prepare_data_dir(&config.data_dir)?;
+    let options = StoreOptions {
+        retained_revisions: config.history_retention,
+        ..StoreOptions::default()
+    };
+    let store = Arc::new(
+        SqliteStore::open(config.data_dir.join(STATE_DB), options).map_err(RunError::Store)?,
+    );
+    let served = serve(&config, store.clone(), shutdown).await;
+    let closed = store.shutdown().await.map_err(RunError::Store);
+    served?;
+    closed?;
+    tracing::info!("stopped");
+    Ok(())
+}

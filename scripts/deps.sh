@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Skiff's build, tests and benchmarks need (idempotent).
+# Run as root on Debian 12.
+set -euo pipefail
+
+packages=(
+  # host build
+  gcc pkg-config
+  # ARM cross builds, run under qemu-user
+  rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  qemu-user-static
+  # benchmark peers and test tooling
+  sqlite3 procps iproute2
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    dpkg --add-architecture arm64
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

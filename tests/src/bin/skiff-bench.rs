@@ -1,0 +1,305 @@
+//! Skiff's benchmark command. Each scenario measures Skiff and its named peer in the same
+//! run on the same machine and prints medians, absolute figures and the ratio.
+//!
+//! `skiff-bench hub-writes`: durable pod creates per second through the REST API by
+//! concurrent clients, against a raw single-row-commit loop in the `sqlite3` shell (WAL,
+//! synchronous=FULL); then the hub's RSS with the pods stored and the latency of listing them.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let scenario = args.first().map(String::as_str).unwrap_or("");
+    let opt = |name: &str, default: usize| -> Result<usize> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => args
+                .get(i + 1)
+                .with_context(|| format!("{name} needs a value"))?
+                .parse()
+                .with_context(|| format!("{name} takes a whole number")),
+            None => Ok(default),
+        }
+    };
+    match scenario {
+        "hub-writes" => hub_writes(
+            opt("--pods", 10_000)?,
+            opt("--clients", 16)?,
+            opt("--rounds", 3)?,
+        ),
+        _ => bail!(
+            "usage: skiff-bench hub-writes [--pods N] [--clients N] [--rounds N]\n\
+             (run from the workspace root after `cargo build --release --workspace --bins`)"
+        ),
+    }
+}
+
+/// The release binaries next to this one.
+fn binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.with_file_name(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found: run `cargo build --release --workspace --bins` first",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+struct HubProcess {
+    child: Child,
+    base: String,
+    auth: String,
+}
+
+impl HubProcess {
+    fn start(data: &Path) -> Result<HubProcess> {
+        let mut child = Command::new(binary("skiff-hub")?)
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+            .arg("--data-dir")
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting skiff-hub")?;
+        let stdout = child.stdout.take().context("hub stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let base = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .with_context(|| format!("unexpected hub banner {line:?}"))?;
+        let token = std::fs::read_to_string(data.join("admin.token"))?;
+        Ok(HubProcess {
+            child,
+            base: format!("http://{base}"),
+            auth: format!("Bearer {}", token.trim()),
+        })
+    }
+
+    fn rss_kib(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .context("no VmRSS in /proc/PID/status")
+    }
+
+    fn stop(mut self) -> Result<()> {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )?;
+        let status = self.child.wait()?;
+        if !status.success() {
+            bail!("skiff-hub exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into()
+}
+
+/// A pod of realistic size (about 700 bytes of JSON).
+fn pod_json(name: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "labels": {"app": "bench", "tier": "web", "release": "stable"},
+            "annotations": {"skiff.io/bench": "hub-writes"}
+        },
+        "spec": {
+            "containers": [{
+                "name": "app",
+                "image": "registry.local/bench/app:1.4.2",
+                "command": ["/bin/app"],
+                "args": ["--listen", ":8080", "--log-level", "info"],
+                "env": [{"name": "MODE", "value": "production"}],
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "64Mi"},
+                    "limits": {"cpu": "500m", "memory": "128Mi"}
+                },
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}}
+            }],
+            "nodeSelector": {"kubernetes.io/arch": "arm64"},
+            "tolerations": [{"key": "edge", "operator": "Exists", "effect": "NoSchedule"}]
+        }
+    })
+    .to_string()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Creates `pods` pods from `clients` threads; returns pods per second.
+fn create_pods(hub: &HubProcess, prefix: &str, pods: usize, clients: usize) -> Result<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let url = format!("{}/api/v1/namespaces/default/pods", hub.base);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let (next, url, auth) = (next.clone(), url.clone(), hub.auth.clone());
+            let prefix = prefix.to_string();
+            std::thread::spawn(move || -> Result<()> {
+                let agent = agent();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= pods {
+                        return Ok(());
+                    }
+                    let mut resp = agent
+                        .post(&url)
+                        .header("Authorization", &auth)
+                        .header("Content-Type", "application/json")
+                        .send(pod_json(&format!("{prefix}-{i}")))?;
+                    if resp.status().as_u16() != 201 {
+                        bail!(
+                            "create returned {}: {}",
+                            resp.status(),
+                            resp.body_mut().read_to_string()?
+                        );
+                    }
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join()
+            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+    }
+    Ok(pods as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The peer: `rows` single-row INSERT commits in the sqlite3 shell, WAL and
+/// synchronous=FULL, each row the same pod JSON the hub stores. Returns rows per second.
+fn sqlite3_loop(dir: &Path, rows: usize) -> Result<f64> {
+    let db = dir.join("raw.db");
+    let script = dir.join("raw.sql");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&script)?);
+    writeln!(f, "PRAGMA journal_mode=WAL;")?;
+    writeln!(f, "PRAGMA synchronous=FULL;")?;
+    writeln!(
+        f,
+        "CREATE TABLE objects(name TEXT PRIMARY KEY, revision INTEGER, data TEXT);"
+    )?;
+    for i in 0..rows {
+        let json = pod_json(&format!("raw-{i}")).replace('\'', "''");
+        writeln!(
+            f,
+            "INSERT INTO objects VALUES('raw-{i}', {}, '{json}');",
+            i + 1
+        )?;
+    }
+    f.flush()?;
+    drop(f);
+    let input = std::fs::File::open(&script)?;
+    let start = Instant::now();
+    let out = Command::new("sqlite3")
+        .arg(&db)
+        .stdin(input)
+        .stdout(Stdio::null())
+        .output()
+        .context("running sqlite3 (apt-get install sqlite3)")?;
+    let elapsed = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("sqlite3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    std::fs::remove_file(&db).ok();
+    std::fs::remove_file(dir.join("raw.db-wal")).ok();
+    std::fs::remove_file(dir.join("raw.db-shm")).ok();
+    Ok(rows as f64 / elapsed)
+}
+
+fn list_latency_ms(hub: &HubProcess, runs: usize, expect: usize) -> Result<f64> {
+    let agent = agent();
+    let url = format!("{}/api/v1/namespaces/default/pods", hub.base);
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let start = Instant::now();
+        let mut resp = agent.get(&url).header("Authorization", &hub.auth).call()?;
+        let body = resp.body_mut().with_config().limit(1 << 30).read_to_vec()?;
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        let v: serde_json::Value = serde_json::from_slice(&body)?;
+        let n = v["items"].as_array().map_or(0, Vec::len);
+        if n != expect {
+            bail!("list returned {n} pods, expected {expect}");
+        }
+    }
+    Ok(median(&mut times))
+}
+
+fn hub_writes(pods: usize, clients: usize, rounds: usize) -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    // The sqlite3 loop is much slower per row than a batched commit; a few thousand rows
+    // give a stable rate without dominating the run.
+    let raw_rows = pods.min(2_000);
+    println!(
+        "hub-writes: {pods} pods by {clients} clients through the REST API vs sqlite3 single-row commits ({raw_rows} rows), {rounds} rounds"
+    );
+    let (mut hub_rates, mut raw_rates, mut ratios) = (vec![], vec![], vec![]);
+    let mut last_data = None;
+    for round in 0..rounds {
+        let data = tmp.path().join(format!("hub-{round}"));
+        let hub = HubProcess::start(&data)?;
+        let hub_rate = create_pods(&hub, "pod", pods, clients)?;
+        let raw_rate = sqlite3_loop(tmp.path(), raw_rows)?;
+        println!(
+            "  round {}: hub {hub_rate:.0} pods/s, sqlite3 {raw_rate:.0} rows/s, ratio {:.2}x",
+            round + 1,
+            hub_rate / raw_rate
+        );
+        hub_rates.push(hub_rate);
+        raw_rates.push(raw_rate);
+        ratios.push(hub_rate / raw_rate);
+        if round + 1 == rounds {
+            last_data = Some((hub, data));
+        } else {
+            hub.stop()?;
+        }
+    }
+    println!(
+        "durable creates: hub median {:.0} pods/s, sqlite3 median {:.0} rows/s, median ratio {:.2}x (target >= 1.0x)",
+        median(&mut hub_rates),
+        median(&mut raw_rates),
+        median(&mut ratios)
+    );
+
+    let (hub, data) = last_data.context("no rounds run")?;
+    let rss = hub.rss_kib()?;
+    let list = list_latency_ms(&hub, 21, pods)?;
+    println!(
+        "with {pods} pods stored: hub RSS {:.1} MB (target <= 100 MB), list all pods median {list:.1} ms over 21 lists",
+        rss as f64 / 1024.0
+    );
+    hub.stop()?;
+    let hub = HubProcess::start(&data)?;
+    let rss = hub.rss_kib()?;
+    let list = list_latency_ms(&hub, 21, pods)?;
+    println!(
+        "after a restart (loaded from disk): hub RSS {:.1} MB, list median {list:.1} ms",
+        rss as f64 / 1024.0
+    );
+    hub.stop()?;
+    Ok(())
+}
