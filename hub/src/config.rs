@@ -141,8 +141,13 @@ impl LogConfig {
         })?;
         let registry = tracing_subscriber::registry().with(filter);
         match self.format {
+            // Colours only on a terminal: under systemd the journal gets plain text.
             LogFormat::Text => registry
-                .with(fmt::layer().with_writer(std::io::stderr))
+                .with(
+                    fmt::layer()
+                        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                        .with_writer(std::io::stderr),
+                )
                 .try_init(),
             LogFormat::Json => registry
                 .with(fmt::layer().json().with_writer(std::io::stderr))
