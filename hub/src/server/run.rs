@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{AdminToken, ApiOptions, ApiServer, ServerError, TokenError};
+use crate::clock::SystemClock;
 use crate::config::HubConfig;
+use crate::scheduler::{Scheduler, SchedulerError, SchedulerOptions};
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
 
 /// The database file inside the data directory.
@@ -44,6 +46,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] SchedulerError),
 }
 
 /// Creates the data directory with mode 0700 if it is missing.
@@ -137,9 +141,28 @@ pub async fn run(config: HubConfig) -> Result<(), RunError> {
     let store = Arc::new(
         SqliteStore::open(config.data_dir.join(STATE_DB), options).map_err(RunError::Store)?,
     );
+    // The scheduler binds pods while the API serves, and stops before the store closes.
+    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
+    let scheduler = Scheduler::new(
+        store.clone(),
+        Arc::new(SystemClock),
+        SchedulerOptions::default(),
+    );
+    let scheduler = tokio::spawn(scheduler.run(async {
+        let _ = scheduler_stopped.await;
+    }));
     let served = serve(&config, store.clone(), shutdown).await;
+    let _ = stop_scheduler.send(());
+    let scheduled = match scheduler.await {
+        Ok(result) => result.map_err(RunError::Scheduler),
+        Err(e) => {
+            tracing::error!(error = %e, "scheduler task failed");
+            Ok(())
+        }
+    };
     let closed = store.shutdown().await.map_err(RunError::Store);
     served?;
+    scheduled?;
     closed?;
     tracing::info!("stopped");
     Ok(())
