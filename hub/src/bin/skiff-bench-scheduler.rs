@@ -122,17 +122,6 @@ fn main() -> anyhow::Result<()> {
     }
     runs.sort_by_key(|r| r.bound);
     let median = runs[runs.len() / 2];
-    let (peer, label) = if args.anti_affinity {
-        (
-            PEER_ANTI_AFFINITY_PODS_PER_SEC,
-            "kube-scheduler scheduler_perf, pod anti-affinity, published: 287 pods/s",
-        )
-    } else {
-        (
-            PEER_BASIC_PODS_PER_SEC,
-            "kube-scheduler scheduler_perf, 500 nodes on 36 CPUs, published: ~1,000 pods/s",
-        )
-    };
     println!(
         "median of {}: {:.0} pods/s ({} pods bound in {:.1} ms; deciding {:.1}% of the time, committing {:.1}%)",
         runs.len(),
@@ -142,11 +131,39 @@ fn main() -> anyhow::Result<()> {
         share(median.scheduler.decide_time, median.bound),
         share(median.scheduler.commit_time, median.bound),
     );
-    println!(
-        "ratio to {label}: {:.1}x (a published figure on other hardware, not measured here)",
-        median.pods_per_sec() / peer
-    );
+    let mut peers = Vec::new();
+    if replicas < args.pods {
+        peers.push((
+            PEER_BASIC_PODS_PER_SEC,
+            "kube-scheduler scheduler_perf, basic pods, 500 nodes on 36 CPUs, published: ~1,000 pods/s",
+        ));
+    }
+    if replicas > 0 {
+        peers.push((
+            PEER_ANTI_AFFINITY_PODS_PER_SEC,
+            "kube-scheduler scheduler_perf, required pod anti-affinity, published: 287 pods/s",
+        ));
+    }
+    let mixed = if peers.len() > 1 {
+        "; this run mixes both kinds of pods"
+    } else {
+        ""
+    };
+    for (peer, label) in peers {
+        println!(
+            "ratio to {label}: {:.1}x (a published figure on other hardware, not measured here{mixed})",
+            median.pods_per_sec() / peer
+        );
+    }
+    println!("load average after the runs: {}", load_average());
     Ok(())
+}
+
+/// The machine's 1, 5 and 15 minute load averages, as the kernel reports them.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_string())
 }
 
 fn ms(d: Duration) -> f64 {

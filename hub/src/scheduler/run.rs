@@ -404,6 +404,12 @@ impl Loop {
 
     /// Decides up to a batch of pods and sends their writes as one store batch.
     fn decide_batch(&mut self) {
+        let span = tracing::debug_span!(
+            "schedule_batch",
+            decided = tracing::field::Empty,
+            unschedulable = tracing::field::Empty
+        );
+        let _entered = span.enter();
         let started = std::time::Instant::now();
         let now = self.clock.now();
         let instant = Instant::now();
@@ -482,6 +488,8 @@ impl Loop {
                 }
             }
         }
+        span.record("decided", decisions);
+        span.record("unschedulable", failures);
         Counters::add(&self.counters.decisions, decisions);
         Counters::add(&self.counters.unschedulable, failures);
         Counters::add_time(&self.counters.decide_nanos, started.elapsed());
