@@ -109,6 +109,21 @@ enum Tag {
     Event,
 }
 
+/// The writes of one decision batch, each with what it is for.
+struct Batch {
+    writes: Vec<Write>,
+    tags: Vec<Tag>,
+    /// The time written into conditions.
+    now: skiff_api::Time,
+}
+
+impl Batch {
+    fn push(&mut self, write: Write, tag: Tag) {
+        self.writes.push(write);
+        self.tags.push(tag);
+    }
+}
+
 struct Commit {
     tags: Vec<Tag>,
     results: Vec<Result<Written, StoreError>>,
@@ -411,13 +426,16 @@ impl Loop {
         );
         let _entered = span.enter();
         let started = std::time::Instant::now();
-        let now = self.clock.now();
         let instant = Instant::now();
-        let mut writes = Vec::new();
-        let mut tags = Vec::new();
-        let mut decisions = 0;
-        let mut failures = 0;
-        while writes.len() < self.options.batch_size.max(1) {
+        let mut batch = Batch {
+            writes: Vec::new(),
+            tags: Vec::new(),
+            now: self.clock.now(),
+        };
+        let mut decisions = 0u64;
+        let mut failures = 0u64;
+        let limit = u64::try_from(self.options.batch_size.max(1)).unwrap_or(u64::MAX);
+        while decisions < limit {
             let Some(uid) = self.queue.pop() else {
                 break;
             };
@@ -431,22 +449,13 @@ impl Loop {
                 uid: uid.clone(),
                 resource_version: waiting.resource_version.clone(),
             };
-            let key = waiting.key.clone();
             let info = match &waiting.info {
                 Ok(info) => Arc::clone(info),
                 Err(e) => {
                     let message = e.to_string();
                     failures += 1;
                     self.queue.unschedulable(&uid, false, instant);
-                    self.report_failure(
-                        &mut writes,
-                        &mut tags,
-                        key,
-                        &pod_ref,
-                        REASON_SCHEDULER_ERROR,
-                        message,
-                        now,
-                    );
+                    self.report_failure(&mut batch, &pod_ref, REASON_SCHEDULER_ERROR, message);
                     continue;
                 }
             };
@@ -464,12 +473,15 @@ impl Loop {
                 Ok(placement) => {
                     let node = view.node(placement.slot).name.clone();
                     self.wake |= self.cache.assume(&info, placement.slot);
-                    writes.push(writes::bind(key, uid.clone(), node.clone(), now));
-                    tags.push(Tag::Bind {
-                        uid,
-                        pod: pod_ref,
-                        node,
-                    });
+                    let bind = writes::bind(pod_ref.key(), uid.clone(), node.clone(), batch.now);
+                    batch.push(
+                        bind,
+                        Tag::Bind {
+                            uid,
+                            pod: pod_ref,
+                            node,
+                        },
+                    );
                 }
                 Err(unschedulable) => {
                     failures += 1;
@@ -477,13 +489,10 @@ impl Loop {
                         .unschedulable(&uid, unschedulable.waits_for_pods, instant);
                     tracing::debug!(pod = %pod_ref.name, namespace = %pod_ref.namespace, message = %unschedulable.message, "pod does not fit");
                     self.report_failure(
-                        &mut writes,
-                        &mut tags,
-                        key,
+                        &mut batch,
                         &pod_ref,
                         REASON_UNSCHEDULABLE,
                         unschedulable.message,
-                        now,
                     );
                 }
             }
@@ -493,23 +502,19 @@ impl Loop {
         Counters::add(&self.counters.decisions, decisions);
         Counters::add(&self.counters.unschedulable, failures);
         Counters::add_time(&self.counters.decide_nanos, started.elapsed());
-        if !writes.is_empty() {
-            self.submit(writes, tags, true);
+        if !batch.writes.is_empty() {
+            self.submit(batch.writes, batch.tags, true);
         }
     }
 
     /// Writes `PodScheduled=False` and a FailedScheduling event, unless the pod
     /// already shows exactly this.
-    #[allow(clippy::too_many_arguments)]
     fn report_failure(
         &mut self,
-        writes: &mut Vec<Write>,
-        tags: &mut Vec<Tag>,
-        key: ObjectKey,
+        batch: &mut Batch,
         pod: &PodRef,
         reason: &'static str,
         message: String,
-        now: skiff_api::Time,
     ) {
         let condition: Condition = Some((reason.to_string(), message.clone()));
         if self
@@ -522,16 +527,19 @@ impl Loop {
         // Recorded now so the next identical failure does not write again while this
         // write is under way; cleared again if it fails.
         self.queue.set_condition(&pod.uid, condition);
-        writes.push(writes::mark_unschedulable(
-            key,
+        let write = writes::mark_unschedulable(
+            pod.key(),
             pod.uid.clone(),
             reason,
             message.clone(),
-            now,
-        ));
-        tags.push(Tag::Condition {
-            uid: pod.uid.clone(),
-        });
+            batch.now,
+        );
+        batch.push(
+            write,
+            Tag::Condition {
+                uid: pod.uid.clone(),
+            },
+        );
         self.buffer_event(pod, EventSeverity::Warning, "FailedScheduling", message);
     }
 

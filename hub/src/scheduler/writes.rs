@@ -10,7 +10,7 @@ use skiff_api::resources::{
     ConditionStatus, Event, EventSeverity, EventSource, ObjectReference, Pod, PodCondition,
     PodStatus,
 };
-use skiff_api::{Object, ObjectKey, ObjectMeta, Time, Uid};
+use skiff_api::{Kind, Object, ObjectKey, ObjectMeta, Time, Uid};
 
 use crate::store::Write;
 
@@ -115,6 +115,12 @@ pub(crate) struct PodRef {
     pub(crate) name: String,
     pub(crate) uid: Uid,
     pub(crate) resource_version: String,
+}
+
+impl PodRef {
+    pub(crate) fn key(&self) -> ObjectKey {
+        ObjectKey::new(Kind::Pod, self.namespace.as_str(), self.name.as_str())
+    }
 }
 
 /// An Event about a pod, named `<pod>.<hex>` as Kubernetes names them; `unique` makes
