@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod controllers;
 pub mod scheduler;
 pub mod server;
 pub mod store;

@@ -11,8 +11,9 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::{AdminToken, ApiOptions, ApiServer, ServerError, TokenError};
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 use crate::config::HubConfig;
+use crate::controllers::Controllers;
 use crate::scheduler::{Scheduler, SchedulerError, SchedulerOptions};
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
 
@@ -101,13 +102,31 @@ pub async fn serve(
 ) -> Result<(), RunError> {
     let token = AdminToken::load_or_create(&config.data_dir)?;
     let server = ApiServer::new(
-        store,
+        store.clone(),
         token,
         ApiOptions {
             body_limit: config.body_limit,
         },
     );
     server.bootstrap().await?;
+
+    // One shutdown signal fans out to the API server and the control loops.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let controllers =
+        tokio::spawn(Controllers::new(store.clone(), clock.clone()).run(stopped(stop_rx.clone())));
+    let scheduler = tokio::spawn(
+        Scheduler::new(store.clone(), clock.clone(), SchedulerOptions::default())
+            .run(stopped(stop_rx.clone())),
+    );
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -123,7 +142,13 @@ pub async fn serve(
         AdminToken::path(&config.data_dir).display()
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    server.serve(listener, shutdown).await?;
+    server.serve(listener, stopped(stop_rx)).await?;
+    // The loops stop with the same signal; wait so none writes after the store closes.
+    let _ = controllers.await;
+    match scheduler.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "scheduler task failed"),
+    }
     Ok(())
 }
 
@@ -141,28 +166,9 @@ pub async fn run(config: HubConfig) -> Result<(), RunError> {
     let store = Arc::new(
         SqliteStore::open(config.data_dir.join(STATE_DB), options).map_err(RunError::Store)?,
     );
-    // The scheduler binds pods while the API serves, and stops before the store closes.
-    let (stop_scheduler, scheduler_stopped) = tokio::sync::oneshot::channel::<()>();
-    let scheduler = Scheduler::new(
-        store.clone(),
-        Arc::new(SystemClock),
-        SchedulerOptions::default(),
-    );
-    let scheduler = tokio::spawn(scheduler.run(async {
-        let _ = scheduler_stopped.await;
-    }));
     let served = serve(&config, store.clone(), shutdown).await;
-    let _ = stop_scheduler.send(());
-    let scheduled = match scheduler.await {
-        Ok(result) => result.map_err(RunError::Scheduler),
-        Err(e) => {
-            tracing::error!(error = %e, "scheduler task failed");
-            Ok(())
-        }
-    };
     let closed = store.shutdown().await.map_err(RunError::Store);
     served?;
-    scheduled?;
     closed?;
     tracing::info!("stopped");
     Ok(())
