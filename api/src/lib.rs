@@ -9,6 +9,7 @@ mod kind;
 mod manifest;
 mod meta;
 mod object;
+pub mod protocol;
 mod quantity;
 pub mod resources;
 mod selector;
