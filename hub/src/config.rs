@@ -10,6 +10,12 @@
 //! | `--history-retention` | `SKIFF_HUB_HISTORY_RETENTION` | `history-retention` | 50000 revisions |
 //! | `--log-format` | `SKIFF_HUB_LOG_FORMAT` | `log-format` | `text` (or `json`) |
 //! | `--log-level` | `RUST_LOG` | `log-level` | `info` (any `tracing` env-filter directive) |
+//! | `--mqtt-listen` | `SKIFF_HUB_MQTT_LISTEN` | `mqtt-listen` | `127.0.0.1:1883` (the embedded broker; port 0 picks one) |
+//! | `--mqtt-advertise` | `SKIFF_HUB_MQTT_ADVERTISE` | `mqtt-advertise` | `mqtt://<the embedded broker's address>` (what joining agents are told) |
+//! | `--broker` | `SKIFF_HUB_BROKER` | `broker` | none: use the embedded broker. `mqtt://HOST[:PORT]` uses an external one |
+//! | `--broker-username` | `SKIFF_HUB_BROKER_USERNAME` | `broker-username` | the hub's login on the external broker |
+//! | `--broker-password` | `SKIFF_HUB_BROKER_PASSWORD` | `broker-password` | |
+//! | `--node-grace` | `SKIFF_HUB_NODE_GRACE` | `node-grace` | `40s`: time without heartbeat before a node's Ready is Unknown |
 //!
 //! The default config file is looked up in the data directory chosen by flag,
 //! environment or default (the file itself cannot move it there); a `--config` that
@@ -21,6 +27,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
+use crate::dispatch::BrokerUrl;
+use crate::nodes::DEFAULT_NODE_GRACE;
 use crate::server::DEFAULT_BODY_LIMIT;
 
 pub const DEFAULT_DATA_DIR: &str = "/var/lib/skiff-hub";
@@ -29,6 +37,8 @@ pub const CONFIG_FILE_NAME: &str = "hub.toml";
 /// Revisions of history kept for watches to resume from.
 pub const DEFAULT_HISTORY_RETENTION: u64 = 50_000;
 pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_MQTT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1883));
 
 /// The `skiff-hub` command line.
 #[derive(Debug, Parser)]
@@ -45,7 +55,32 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API server until SIGTERM or SIGINT.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Join tokens for new nodes.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Ask the running hub for a join token and print it.
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenCreateArgs {
+    /// How long the token stays valid, e.g. 24h, 30m, 3600s.
+    #[arg(long, default_value = "24h", value_parser = parse_duration)]
+    pub ttl: std::time::Duration,
+    /// How many nodes may join with it.
+    #[arg(long, default_value_t = 1)]
+    pub uses: u32,
+    /// The hub's data directory (for the admin token).
+    #[arg(long, env = "SKIFF_HUB_DATA_DIR", value_name = "DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// The hub's API.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:6443")]
+    pub server: String,
 }
 
 /// Flags of `skiff-hub serve`; each can also come from the environment.
@@ -72,6 +107,59 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `skiff_hub=debug,info`.
     #[arg(long, env = "RUST_LOG", value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// Where the embedded MQTT broker listens [default: 127.0.0.1:1883].
+    #[arg(long, env = "SKIFF_HUB_MQTT_LISTEN", value_name = "ADDR")]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// The broker URL joining agents are told [default: mqtt://<mqtt-listen>].
+    #[arg(long, env = "SKIFF_HUB_MQTT_ADVERTISE", value_name = "URL")]
+    pub mqtt_advertise: Option<String>,
+    /// Use an external broker (mqtt://HOST[:PORT]) instead of the embedded one.
+    #[arg(long, env = "SKIFF_HUB_BROKER", value_name = "URL")]
+    pub broker: Option<String>,
+    /// The hub's user name on the external broker.
+    #[arg(long, env = "SKIFF_HUB_BROKER_USERNAME", value_name = "USER")]
+    pub broker_username: Option<String>,
+    /// The hub's password on the external broker.
+    #[arg(long, env = "SKIFF_HUB_BROKER_PASSWORD", value_name = "PASSWORD")]
+    pub broker_password: Option<String>,
+    /// Time without a heartbeat before a node's Ready condition becomes Unknown.
+    #[arg(long, env = "SKIFF_HUB_NODE_GRACE", value_name = "DURATION", value_parser = parse_duration)]
+    pub node_grace: Option<std::time::Duration>,
+}
+
+/// Which broker the hub uses.
+#[derive(Clone, PartialEq, Eq)]
+pub enum BrokerMode {
+    /// rumqttd inside the hub.
+    Embedded {
+        listen: SocketAddr,
+        /// The URL agents are told; `None`: `mqtt://` and the listen address.
+        advertise: Option<String>,
+    },
+    /// Any MQTT broker; with Mosquitto's dynamic security plugin the hub keeps per-node
+    /// clients and roles there.
+    External {
+        url: BrokerUrl,
+        username: Option<String>,
+        password: Option<String>,
+    },
+}
+
+impl std::fmt::Debug for BrokerMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BrokerMode::Embedded { listen, advertise } => f
+                .debug_struct("Embedded")
+                .field("listen", listen)
+                .field("advertise", advertise)
+                .finish(),
+            BrokerMode::External { url, username, .. } => f
+                .debug_struct("External")
+                .field("url", url)
+                .field("username", username)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum, Deserialize)]
@@ -98,6 +186,8 @@ pub struct HubConfig {
     pub body_limit: usize,
     pub history_retention: u64,
     pub log: LogConfig,
+    pub broker: BrokerMode,
+    pub node_grace: std::time::Duration,
 }
 
 /// Why the settings could not be resolved.
@@ -123,6 +213,12 @@ pub enum ConfigError {
         #[source]
         source: tracing_subscriber::filter::ParseError,
     },
+    #[error("broker: {0}")]
+    Broker(#[from] crate::dispatch::UrlError),
+    #[error("config file {path}: node-grace: {message}")]
+    Duration { path: PathBuf, message: String },
+    #[error("--mqtt-listen and --mqtt-advertise apply to the embedded broker, not with --broker")]
+    BrokerConflict,
     #[error("installing the log subscriber: {0}")]
     LogInit(#[source] tracing_subscriber::util::TryInitError),
 }
@@ -167,6 +263,12 @@ struct FileConfig {
     history_retention: Option<u64>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
+    mqtt_listen: Option<SocketAddr>,
+    mqtt_advertise: Option<String>,
+    broker: Option<String>,
+    broker_username: Option<String>,
+    broker_password: Option<String>,
+    node_grace: Option<String>,
 }
 
 /// A size in a file: a number of bytes or a string with a suffix.
@@ -196,6 +298,27 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
     };
     n.checked_mul(factor)
         .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Parses `40s`, `500ms`, `2m`, `24h`, or a number of seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (e.g. 40s, 500ms, 2m, 24h)"))?;
+    let ms = match unit {
+        "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "m" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
+    }
+    .ok_or_else(|| format!("{s:?} is too long"))?;
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 impl HubConfig {
@@ -244,6 +367,31 @@ fn merge(args: ServeArgs, file: FileConfig, path: &Path) -> Result<HubConfig, Co
             message,
         })?),
     };
+    let file_grace = match file.node_grace {
+        None => None,
+        Some(s) => Some(parse_duration(&s).map_err(|message| ConfigError::Duration {
+            path: path.to_path_buf(),
+            message,
+        })?),
+    };
+    let listen = args.mqtt_listen.or(file.mqtt_listen);
+    let advertise = args.mqtt_advertise.or(file.mqtt_advertise);
+    let broker = match args.broker.or(file.broker) {
+        None => BrokerMode::Embedded {
+            listen: listen.unwrap_or(DEFAULT_MQTT_LISTEN),
+            advertise,
+        },
+        Some(url) => {
+            if listen.is_some() || advertise.is_some() {
+                return Err(ConfigError::BrokerConflict);
+            }
+            BrokerMode::External {
+                url: BrokerUrl::parse(&url)?,
+                username: args.broker_username.or(file.broker_username),
+                password: args.broker_password.or(file.broker_password),
+            }
+        }
+    };
     Ok(HubConfig {
         data_dir: args
             .data_dir
@@ -265,6 +413,8 @@ fn merge(args: ServeArgs, file: FileConfig, path: &Path) -> Result<HubConfig, Co
                 .or(file.log_level)
                 .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_string()),
         },
+        broker,
+        node_grace: args.node_grace.or(file_grace).unwrap_or(DEFAULT_NODE_GRACE),
     })
 }
 
@@ -365,11 +515,76 @@ mod tests {
             "json",
         ])
         .unwrap();
-        let Command::Serve(args) = cli.command;
+        let Command::Serve(args) = cli.command else {
+            panic!("serve expected")
+        };
         assert_eq!(args.data_dir.as_deref(), Some(Path::new("/tmp/x")));
         assert_eq!(args.listen, Some("127.0.0.1:0".parse().unwrap()));
         assert_eq!(args.body_limit, Some(2 << 20));
         assert_eq!(args.log_format, Some(LogFormat::Json));
         assert!(Cli::try_parse_from(["skiff-hub", "serve", "--body-limit", "lots"]).is_err());
+    }
+
+    #[test]
+    fn broker_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = ServeArgs {
+            data_dir: Some(dir.path().to_path_buf()),
+            ..ServeArgs::default()
+        };
+        let cfg = HubConfig::resolve(base.clone()).unwrap();
+        assert_eq!(
+            cfg.broker,
+            BrokerMode::Embedded {
+                listen: DEFAULT_MQTT_LISTEN,
+                advertise: None
+            }
+        );
+        assert_eq!(cfg.node_grace, std::time::Duration::from_secs(40));
+        let ext = HubConfig::resolve(ServeArgs {
+            broker: Some("mqtt://mosq:1884".into()),
+            broker_username: Some("hub".into()),
+            node_grace: Some(std::time::Duration::from_secs(5)),
+            ..base.clone()
+        })
+        .unwrap();
+        assert!(matches!(ext.broker, BrokerMode::External { ref url, .. } if url.port == 1884));
+        assert_eq!(ext.node_grace, std::time::Duration::from_secs(5));
+        assert!(matches!(
+            HubConfig::resolve(ServeArgs {
+                broker: Some("mqtt://mosq".into()),
+                mqtt_listen: Some("127.0.0.1:1".parse().unwrap()),
+                ..base.clone()
+            }),
+            Err(ConfigError::BrokerConflict)
+        ));
+        assert!(
+            HubConfig::resolve(ServeArgs {
+                broker: Some("http://x".into()),
+                ..base
+            })
+            .is_err()
+        );
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(std::time::Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_duration("2m"),
+            Ok(std::time::Duration::from_secs(120))
+        );
+        assert_eq!(
+            parse_duration("24h"),
+            Ok(std::time::Duration::from_secs(86400))
+        );
+        assert_eq!(parse_duration("7"), Ok(std::time::Duration::from_secs(7)));
+        assert!(parse_duration("1d").is_err());
+        let cli =
+            Cli::try_parse_from(["skiff-hub", "token", "create", "--ttl", "1h", "--uses", "3"])
+                .unwrap();
+        let Command::Token(TokenCommand::Create(t)) = cli.command else {
+            panic!("token create expected")
+        };
+        assert_eq!((t.ttl.as_secs(), t.uses), (3600, 3));
     }
 }

@@ -108,6 +108,12 @@ impl AdminToken {
         AdminToken(secret.into())
     }
 
+    /// The secret itself, for clients on this machine that read it from the data
+    /// directory (`skiff-hub token create`).
+    pub(crate) fn secret(&self) -> &str {
+        &self.0
+    }
+
     fn matches(&self, presented: &str) -> bool {
         constant_time_eq(self.0.as_bytes(), presented.as_bytes())
     }

@@ -1,5 +1,6 @@
 //! Running the hub's API server as a process: the data directory, the admin token, the
-//! listener and the startup line, and SIGTERM/SIGINT as the graceful shutdown signal.
+//! listener and the startup line, the MQTT broker (embedded or external) with the link
+//! to the agents, and SIGTERM/SIGINT as the graceful shutdown signal.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +13,13 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::{AdminToken, ApiOptions, ApiServer, ServerError, TokenError};
 use crate::clock::{Clock, SystemClock};
-use crate::config::HubConfig;
+use crate::config::{BrokerMode, HubConfig};
 use crate::controllers::Controllers;
+use crate::dispatch::{
+    BrokerError, BrokerLogin, Counters, DynSec, EmbeddedBroker, EmbeddedOptions, HubLink,
+    LinkOptions, MqttDispatcher, metrics_routes,
+};
+use crate::join::{CREDENTIALS_DB, CredentialError, Credentials, JoinApi};
 use crate::scheduler::{Scheduler, SchedulerError, SchedulerOptions};
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
 
@@ -49,7 +55,16 @@ pub enum RunError {
     Server(#[from] ServerError),
     #[error("scheduler: {0}")]
     Scheduler(#[from] SchedulerError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("the hub could not log into its embedded MQTT broker at {0}")]
+    BrokerLogin(String),
 }
+
+/// The hub's client id on an external broker.
+const EXTERNAL_CLIENT_ID: &str = "skiff-hub";
 
 /// Creates the data directory with mode 0700 if it is missing.
 pub fn prepare_data_dir(dir: &Path) -> Result<(), RunError> {
@@ -103,12 +118,13 @@ pub async fn serve(
     let token = AdminToken::load_or_create(&config.data_dir)?;
     let server = ApiServer::new(
         store.clone(),
-        token,
+        token.clone(),
         ApiOptions {
             body_limit: config.body_limit,
         },
     );
     server.bootstrap().await?;
+    let credentials = Credentials::open(&config.data_dir.join(CREDENTIALS_DB))?;
 
     // One shutdown signal fans out to the API server and the control loops.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -127,6 +143,95 @@ pub async fn serve(
         let _ = stop_tx.send(true);
     });
 
+    let (login, advertise, embedded) = match &config.broker {
+        BrokerMode::Embedded { listen, advertise } => {
+            let opts = EmbeddedOptions { listen: *listen };
+            let creds = credentials.clone();
+            let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(&opts, creds))
+                .await
+                .map_err(|e| RunError::BrokerLogin(e.to_string()))??;
+            let advertise = advertise
+                .clone()
+                .unwrap_or_else(|| format!("mqtt://{}", broker.addr()));
+            (broker.hub_login(), advertise, true)
+        }
+        BrokerMode::External {
+            url,
+            username,
+            password,
+        } => (
+            BrokerLogin {
+                url: url.clone(),
+                client_id: EXTERNAL_CLIENT_ID.into(),
+                username: username.clone(),
+                password: password.clone(),
+            },
+            url.to_string(),
+            false,
+        ),
+    };
+    let broker_desc = login.url.to_string();
+    // With an external broker the hub manages per-node accounts and ACLs there when it
+    // is Mosquitto with the dynamic security plugin; other brokers are the operator's.
+    let broker_accounts = if embedded {
+        None
+    } else {
+        match DynSec::connect(&login).await {
+            Ok(dynsec) => {
+                match dynsec
+                    .ensure_hub(login.username.as_deref().unwrap_or_default())
+                    .await
+                {
+                    Ok(()) => Some(Arc::new(dynsec)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "per-node broker accounts are not managed");
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "per-node broker accounts are not managed");
+                None
+            }
+        }
+    };
+    let dispatcher = Arc::new(MqttDispatcher::start(login, stop_rx.clone()));
+    if !dispatcher
+        .wait_connected(std::time::Duration::from_secs(10))
+        .await
+    {
+        if embedded {
+            return Err(RunError::BrokerLogin(broker_desc));
+        }
+        // An external broker may come later; the client keeps trying.
+        tracing::warn!(broker = %broker_desc, "the MQTT broker is not reachable yet; retrying in the background");
+    }
+    tracing::info!(broker = %broker_desc, advertise = %advertise, "MQTT link ready");
+    let counters = Arc::new(Counters::default());
+    let link = HubLink::new(
+        store.clone(),
+        dispatcher.clone(),
+        credentials.clone(),
+        counters.clone(),
+        clock.clone(),
+        LinkOptions {
+            node_grace: config.node_grace,
+        },
+    );
+    let link = tokio::spawn(link.run(stopped(stop_rx.clone())));
+    let join_api = Arc::new(JoinApi {
+        credentials,
+        admin: token.clone(),
+        clock: clock.clone(),
+        broker_url: advertise,
+        broker_accounts,
+    });
+    let app = server.router().merge(
+        crate::join::routes(join_api)
+            .merge(metrics_routes(token, counters))
+            .layer(axum::middleware::from_fn(super::trace::request_span)),
+    );
+
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|source| RunError::Bind {
@@ -142,7 +247,18 @@ pub async fn serve(
         AdminToken::path(&config.data_dir).display()
     );
     tracing::info!(%addr, data_dir = %config.data_dir.display(), "serving");
-    server.serve(listener, stopped(stop_rx)).await?;
+    let server = Arc::new(server);
+    let stopping = server.clone();
+    let rx = stop_rx.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            stopped(rx).await;
+            tracing::info!("shutting down: no new connections, ending watches");
+            stopping.shut_down();
+        })
+        .await
+        .map_err(|e| RunError::Server(ServerError::Serve(e)))?;
+    let _ = link.await;
     // The loops stop with the same signal; wait so none writes after the store closes.
     let _ = controllers.await;
     match scheduler.await {

@@ -1,0 +1,414 @@
+//! [`HubLink`]: the loop between the store and the broker. One task owns the pod index,
+//! the replay gate and the leases, so none of them needs a lock; store writes go to a
+//! second task that batches them, so a slow disk never delays desired state.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::RngCore;
+use skiff_api::protocol::{Down, Heartbeat, SCHEMA_VERSION, TopicKind, Up, encode, topic};
+use skiff_api::resources::{NodeStatus, PodStatus, Taint};
+use skiff_api::{Kind, Object, ObjectKey};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::index::{Change, PodIndex};
+use super::ingest::{Gate, Opened};
+use super::metrics::{Counters, Reject};
+use super::{Dispatcher, Incoming};
+use crate::clock::Clock;
+use crate::join::Credentials;
+use crate::nodes::{self, Leases, Transition};
+use crate::store::{EventType, Scope, Store, StoreError, Watch, Write, Written};
+
+/// Settings of the link.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    /// Time without a heartbeat before a node's Ready condition becomes Unknown.
+    pub node_grace: Duration,
+}
+
+/// The hub side of hub ↔ agent.
+#[derive(Debug)]
+pub struct HubLink {
+    store: Arc<dyn Store>,
+    dispatcher: Arc<dyn Dispatcher>,
+    credentials: Credentials,
+    counters: Arc<Counters>,
+    clock: Arc<dyn Clock>,
+    options: LinkOptions,
+}
+
+/// A store write the link wants.
+#[derive(Debug)]
+enum Job {
+    PodStatus {
+        node: String,
+        key: ObjectKey,
+        uid: String,
+        status: Box<PodStatus>,
+    },
+    NodeReport {
+        node: String,
+        status: Box<NodeStatus>,
+        labels: std::collections::BTreeMap<String, String>,
+        taints: Vec<Taint>,
+    },
+    Transition(Transition),
+}
+
+impl HubLink {
+    pub fn new(
+        store: Arc<dyn Store>,
+        dispatcher: Arc<dyn Dispatcher>,
+        credentials: Credentials,
+        counters: Arc<Counters>,
+        clock: Arc<dyn Clock>,
+        options: LinkOptions,
+    ) -> HubLink {
+        HubLink {
+            store,
+            dispatcher,
+            credentials,
+            counters,
+            clock,
+            options,
+        }
+    }
+
+    /// Runs until `shutdown` completes or the store closes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let (jobs_tx, jobs_rx) = mpsc::channel(8192);
+        let writer = tokio::spawn(write_loop(self.store.clone(), self.clock.clone(), jobs_rx));
+        let (nodes, _) = self.store.list(&Scope::kind(Kind::Node));
+        let mut leases = Leases::new(self.options.node_grace, &nodes, Instant::now());
+        let mut gate = Gate::default();
+        let mut index = PodIndex::default();
+        let tick_every =
+            (self.options.node_grace / 8).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let mut tick = tokio::time::interval(tick_every);
+        'relist: loop {
+            let (pods, rev) = self.store.list(&Scope::kind(Kind::Pod));
+            let changes = index.relist(&pods, rev);
+            self.send_all(changes).await;
+            let mut watch: Watch = match self.store.watch(Scope::kind(Kind::Pod), rev) {
+                Ok(w) => w,
+                Err(e) => {
+                    warn!(error = %e, "cannot watch pods; retrying");
+                    tokio::select! {
+                        () = &mut shutdown => break 'relist,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => continue 'relist,
+                    }
+                }
+            };
+            loop {
+                tokio::select! {
+                    () = &mut shutdown => break 'relist,
+                    ev = watch.next() => match ev {
+                        None => break 'relist,
+                        Some(Err(e)) => {
+                            debug!(error = %e, "pod watch broke; relisting");
+                            continue 'relist;
+                        }
+                        Some(Ok(ev)) => {
+                            let deleted = ev.event_type == EventType::Deleted;
+                            let changes = index.observe(&ev.object, ev.revision, deleted);
+                            self.send_all(changes).await;
+                        }
+                    },
+                    msg = self.dispatcher.next() => match msg {
+                        None => {
+                            warn!("the MQTT dispatcher stopped");
+                            break 'relist;
+                        }
+                        Some(msg) => {
+                            self.handle(&msg, &mut gate, &mut index, &mut leases, &jobs_tx).await;
+                        }
+                    },
+                    _ = tick.tick() => {
+                        for t in leases.expire(Instant::now()) {
+                            if let Transition::Unknown(node) = &t {
+                                info!(node = %node, "no heartbeat within the grace period; node Ready is Unknown");
+                            }
+                            let _ = jobs_tx.send(Job::Transition(t)).await;
+                        }
+                    }
+                }
+            }
+        }
+        drop(jobs_tx);
+        let _ = writer.await;
+    }
+
+    async fn send_all(&self, changes: Vec<Change>) {
+        for c in changes {
+            let (node, msg) = match c {
+                Change::Upsert {
+                    node,
+                    revision,
+                    pod,
+                } => {
+                    let Object::Pod(p) = &*pod else { continue };
+                    let mut p = p.clone();
+                    p.status = None;
+                    (
+                        node,
+                        Down::PodUpsert {
+                            v: SCHEMA_VERSION,
+                            revision,
+                            pod: Box::new(p),
+                        },
+                    )
+                }
+                Change::Delete {
+                    node,
+                    revision,
+                    namespace,
+                    name,
+                    uid,
+                } => (
+                    node,
+                    Down::PodDelete {
+                        v: SCHEMA_VERSION,
+                        revision,
+                        namespace,
+                        name,
+                        uid,
+                    },
+                ),
+            };
+            self.send(&node, &msg).await;
+        }
+    }
+
+    /// Seals `msg` with `node`'s key and publishes it. A node that has not joined has no
+    /// key and gets nothing; it syncs when it connects.
+    async fn send(&self, node: &str, msg: &Down) {
+        let Some(key) = self.credentials.key(node) else {
+            debug!(
+                node,
+                "no credentials for node; desired state waits for its sync"
+            );
+            return;
+        };
+        let t = topic(node, TopicKind::Down);
+        let mut nonce = [0u8; 24];
+        rand::rng().fill_bytes(&mut nonce);
+        match encode(&key, &t, nonce, msg) {
+            Ok(frame) => {
+                if let Err(e) = self.dispatcher.publish(node, TopicKind::Down, frame).await {
+                    warn!(node, error = %e, "publishing desired state failed");
+                } else {
+                    self.counters.publish();
+                }
+            }
+            Err(e) => warn!(node, error = %e, "cannot encode desired state"),
+        }
+    }
+
+    async fn handle(
+        &self,
+        msg: &Incoming,
+        gate: &mut Gate,
+        index: &mut PodIndex,
+        leases: &mut Leases,
+        jobs: &mpsc::Sender<Job>,
+    ) {
+        let opened = gate.open(&msg.topic, &msg.payload, |n| self.credentials.key(n));
+        let (node, opened) = match opened {
+            Ok(o) => o,
+            Err(why) => {
+                self.counters.reject(why);
+                warn!(topic = %msg.topic, bytes = msg.payload.len(), reason = why.as_str(), "rejected MQTT message");
+                return;
+            }
+        };
+        let span = tracing::debug_span!("mqtt_message", node = %node);
+        let _enter = span.enter();
+        let now = Instant::now();
+        match opened {
+            Opened::Heartbeat(Heartbeat { gone: true, .. }) => {
+                self.counters.accept();
+                if let Some(t) = leases.gone(&node) {
+                    info!(node = %node, "agent gone (last will); node Ready is Unknown");
+                    let _ = jobs.send(Job::Transition(t)).await;
+                }
+            }
+            Opened::Heartbeat(_) => {
+                self.counters.accept();
+                if let Some(t) = leases.renew(&node, now) {
+                    info!(node = %node, "heartbeats returned; node Ready");
+                    let _ = jobs.send(Job::Transition(t)).await;
+                }
+            }
+            Opened::Up(Up::Sync { pods, .. }) => {
+                self.counters.accept();
+                if let Some(t) = leases.renew(&node, now) {
+                    let _ = jobs.send(Job::Transition(t)).await;
+                }
+                let diff = index.diff(&node, &pods);
+                debug!(node = %node, held = pods.len(), sent = diff.len(), "sync");
+                self.send_all(diff).await;
+                let done = Down::SyncDone {
+                    v: SCHEMA_VERSION,
+                    revision: index.revision(),
+                    pods: index.count(&node) as u32,
+                };
+                self.send(&node, &done).await;
+            }
+            Opened::Up(Up::PodStatus {
+                namespace,
+                name,
+                uid,
+                status,
+                ..
+            }) => {
+                if !index.bound_to(&uid, &node) {
+                    self.counters.reject(Reject::NotBound);
+                    warn!(node = %node, pod = %name, namespace = %namespace, "status for a pod not bound to this node; rejected");
+                    return;
+                }
+                self.counters.accept();
+                if let Some(t) = leases.renew(&node, now) {
+                    let _ = jobs.send(Job::Transition(t)).await;
+                }
+                let key = ObjectKey::new(Kind::Pod, namespace, name);
+                let _ = jobs
+                    .send(Job::PodStatus {
+                        node: node.clone(),
+                        key,
+                        uid,
+                        status,
+                    })
+                    .await;
+            }
+            Opened::Up(Up::NodeStatus {
+                status,
+                labels,
+                taints,
+                ..
+            }) => {
+                self.counters.accept();
+                leases.reported(&node, now);
+                let _ = jobs
+                    .send(Job::NodeReport {
+                        node: node.clone(),
+                        status,
+                        labels,
+                        taints,
+                    })
+                    .await;
+            }
+        }
+    }
+}
+
+/// Applies the link's writes, batching whatever is queued into one `write_batch`.
+async fn write_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut jobs: mpsc::Receiver<Job>) {
+    const BATCH: usize = 512;
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match jobs.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let now = clock.now();
+        let mut creates = Vec::new();
+        let mut writes = Vec::with_capacity(batch.len());
+        let mut what = Vec::with_capacity(batch.len());
+        for job in batch {
+            let (key, mutation): (ObjectKey, crate::store::Mutation) = match job {
+                Job::PodStatus {
+                    node,
+                    key,
+                    uid,
+                    status,
+                } => (
+                    key,
+                    Box::new(move |obj: &mut Object| {
+                        let Object::Pod(p) = obj else {
+                            return Ok(false);
+                        };
+                        // Bound elsewhere or replaced meanwhile: the status is stale.
+                        if p.metadata.uid.as_ref().map(|u| u.0.as_str()) != Some(uid.as_str())
+                            || p.spec.node_name.as_deref() != Some(node.as_str())
+                        {
+                            return Ok(false);
+                        }
+                        if p.status.as_ref() == Some(&*status) {
+                            return Ok(false);
+                        }
+                        p.status = Some(*status);
+                        Ok(true)
+                    }),
+                ),
+                Job::NodeReport {
+                    node,
+                    status,
+                    labels,
+                    taints,
+                } => {
+                    let key = ObjectKey::new(Kind::Node, "", node.clone());
+                    let fresh = nodes::new_node(&node, &status, &labels, &taints, now);
+                    creates.push((key.clone(), fresh));
+                    (
+                        key,
+                        Box::new(move |obj: &mut Object| {
+                            let Object::Node(n) = obj else {
+                                return Ok(false);
+                            };
+                            Ok(nodes::apply_report(n, &status, &labels, &taints, now))
+                        }),
+                    )
+                }
+                Job::Transition(t) => {
+                    let (node, ready) = match t {
+                        Transition::Ready(n) => (n, true),
+                        Transition::Unknown(n) => (n, false),
+                    };
+                    (
+                        ObjectKey::new(Kind::Node, "", node),
+                        Box::new(move |obj: &mut Object| {
+                            let Object::Node(n) = obj else {
+                                return Ok(false);
+                            };
+                            Ok(if ready {
+                                nodes::mark_ready(n, now)
+                            } else {
+                                nodes::mark_unknown(n, now)
+                            })
+                        }),
+                    )
+                }
+            };
+            what.push(key.clone());
+            writes.push(Write::Mutate(key, mutation));
+        }
+        let results = store.write_batch(writes).await;
+        for (key, result) in what.iter().zip(results) {
+            match result {
+                Ok(Written::Stored(_) | Written::Unchanged(_) | Written::Deleted(_)) => {}
+                Err(StoreError::NotFound(_)) if key.kind == Kind::Node => {
+                    if let Some((_, node)) = creates.iter().find(|(k, _)| k == key) {
+                        match store.create(Object::Node(node.clone())).await {
+                            Ok(_) => info!(node = %key.name, "node registered"),
+                            // Created by someone else meanwhile: the next report updates it.
+                            Err(StoreError::AlreadyExists(_)) => {}
+                            Err(e) => {
+                                warn!(node = %key.name, error = %e, "registering node failed")
+                            }
+                        }
+                    }
+                }
+                // The pod is gone: its status no longer matters.
+                Err(StoreError::NotFound(_)) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => warn!(object = %key, error = %e, "status write failed"),
+            }
+        }
+    }
+}
