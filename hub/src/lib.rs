@@ -9,5 +9,6 @@ pub mod controllers;
 pub mod dispatch;
 pub mod join;
 pub mod nodes;
+pub mod scheduler;
 pub mod server;
 pub mod store;

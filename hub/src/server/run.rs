@@ -20,6 +20,7 @@ use crate::dispatch::{
     LinkOptions, MqttDispatcher, metrics_routes,
 };
 use crate::join::{CREDENTIALS_DB, CredentialError, Credentials, JoinApi};
+use crate::scheduler::{Scheduler, SchedulerError, SchedulerOptions};
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
 
 /// The database file inside the data directory.
@@ -52,6 +53,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] SchedulerError),
     #[error(transparent)]
     Credentials(#[from] CredentialError),
     #[error(transparent)]
@@ -131,6 +134,10 @@ pub async fn serve(
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let controllers =
         tokio::spawn(Controllers::new(store.clone(), clock.clone()).run(stopped(stop_rx.clone())));
+    let scheduler = tokio::spawn(
+        Scheduler::new(store.clone(), clock.clone(), SchedulerOptions::default())
+            .run(stopped(stop_rx.clone())),
+    );
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -254,6 +261,10 @@ pub async fn serve(
     let _ = link.await;
     // The loops stop with the same signal; wait so none writes after the store closes.
     let _ = controllers.await;
+    match scheduler.await {
+        Ok(result) => result?,
+        Err(e) => tracing::error!(error = %e, "scheduler task failed"),
+    }
     Ok(())
 }
 

@@ -217,7 +217,7 @@ pub(crate) fn delete(
 /// the stored object, generation follows the spec, and a finished deletion removes.
 fn replace(current: &Arc<Object>, mut new: Object) -> Outcome {
     let old = current.meta();
-    let spec_changed = !same_spec(current, &new);
+    let spec_changed = !current.same_spec(&new);
     let meta = new.meta_mut();
     meta.uid = old.uid.clone();
     meta.creation_timestamp = old.creation_timestamp;
@@ -245,20 +245,6 @@ fn replace(current: &Arc<Object>, mut new: Object) -> Outcome {
         event: EventType::Modified,
         reply: ReplyAs::Stored,
     }
-}
-
-/// Whether two objects differ only in `metadata` and `status`, i.e. whether a
-/// controller has anything new to act on (and `generation` stays).
-fn same_spec(a: &Object, b: &Object) -> bool {
-    fn body(o: &Object) -> serde_json::Value {
-        let mut v = o.to_json();
-        if let Some(m) = v.as_object_mut() {
-            m.remove("metadata");
-            m.remove("status");
-        }
-        v
-    }
-    body(a) == body(b)
 }
 
 /// Checks the namespace against the kind's scope; an empty namespace on a
