@@ -286,7 +286,7 @@ mod tests {
             limits: [("memory".to_string(), Quantity::parse("64Mi").unwrap())].into(),
             requests: [("cpu".to_string(), Quantity::parse("100m").unwrap())].into(),
         };
-        c.liveness_probe = Some(Probe {
+        c.liveness_probe = Some(Box::new(Probe {
             http_get: Some(HttpGetAction {
                 path: None,
                 port: IntOrString::Int(80),
@@ -296,7 +296,7 @@ mod tests {
             }),
             period_seconds: Some(5),
             ..Probe::default()
-        });
+        }));
         let mut pod = Pod::default();
         pod.spec.containers.push(c);
         pod.spec.init_containers.push(container("busybox"));

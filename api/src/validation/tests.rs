@@ -1004,14 +1004,14 @@ fn probe_rules() {
             case(
                 "startup successThreshold is 1",
                 |p: &mut Pod| {
-                    c0(p).startup_probe = Some(Probe {
+                    c0(p).startup_probe = Some(Box::new(Probe {
                         tcp_socket: Some(TcpSocketAction {
                             port: IntOrString::Int(8080),
                             host: None,
                         }),
                         success_threshold: Some(3),
                         ..Probe::default()
-                    })
+                    }))
                 },
                 "spec.containers[0].startupProbe.successThreshold",
                 Invalid,

@@ -126,7 +126,10 @@ fn agent() -> ureq::Agent {
 /// A pod of realistic size (about 700 bytes of JSON), already bound to one of 100
 /// nodes, so the benchmark measures the API and the store rather than scheduling.
 fn pod_json(name: &str) -> String {
-    let node = format!("edge-{:03}", name.bytes().map(usize::from).sum::<usize>() % 100);
+    let node = format!(
+        "edge-{:03}",
+        name.bytes().map(usize::from).sum::<usize>() % 100
+    );
     serde_json::json!({
         "apiVersion": "v1",
         "kind": "Pod",
