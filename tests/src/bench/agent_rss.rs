@@ -21,10 +21,10 @@ pub(crate) fn run(rounds: usize, settle_s: u64) -> Result<()> {
         let tmp = tempfile::tempdir()?;
         let setup = HubSetup::new(&tmp.path().join("hub"), None)?;
         let hub = Hub::start(&setup)?;
-        let agent = Agents::start(&hub, &tmp.path().join("agent"), 1, "10s", &[])?;
+        let agent = Agents::start(&hub, &tmp.path().join("agent"), 1, "10s")?;
         let nodes = hub.wait_nodes_ready(1, Duration::from_secs(60))?;
         std::thread::sleep(Duration::from_secs(settle_s));
-        let rss_idle = rss_kib(agent.pid())? as f64 / 1024.0;
+        let rss_idle = rss_kib(agent.pids()[0])? as f64 / 1024.0;
         let pods: Vec<(String, String)> = (0..PODS)
             .map(|i| (format!("r-{i}"), nodes[0].clone()))
             .collect();
@@ -37,7 +37,7 @@ pub(crate) fn run(rounds: usize, settle_s: u64) -> Result<()> {
             std::thread::sleep(Duration::from_millis(200));
         }
         std::thread::sleep(Duration::from_secs(settle_s));
-        let rss_busy = rss_kib(agent.pid())? as f64 / 1024.0;
+        let rss_busy = rss_kib(agent.pids()[0])? as f64 / 1024.0;
         println!(
             "    round {}: idle {rss_idle:.1} MB, {PODS} pods {rss_busy:.1} MB ({})",
             round + 1,

@@ -56,7 +56,7 @@ fn one_broker(nodes: usize, broker: Broker, rounds: usize) -> Result<Figures> {
     let setup = HubSetup::new(&tmp.path().join("hub"), mosquitto.as_ref())?;
     let hub = Hub::start(&setup)?;
     let start = Instant::now();
-    let _agents = Agents::start(&hub, &tmp.path().join("agents"), nodes, "10s", &[])?;
+    let _agents = Agents::start(&hub, &tmp.path().join("agents"), nodes, "10s")?;
     let mut names = hub.wait_nodes_ready(nodes, Duration::from_secs(900))?;
     names.sort();
     println!(

@@ -1,6 +1,6 @@
 //! The MQTT-path benchmarks of `skiff-bench` and what they share: a release hub with
-//! the embedded broker or an external Mosquitto, one `skiff-agent --simulate N` process
-//! whose log is followed line by line, REST helpers, and /proc sampling.
+//! the embedded broker or an external Mosquitto, `skiff-agent --simulate` processes
+//! whose logs are followed line by line, REST helpers, and /proc sampling.
 //!
 //! Node, pod and process counts run into the thousands, so every child is started
 //! through `sh -c 'ulimit -n …'` (65,536, or the hard limit where that cannot be raised):
@@ -431,91 +431,102 @@ pub(crate) struct AgentLog {
     pub(crate) errors: usize,
 }
 
-/// One `skiff-agent --simulate N` process.
+/// Simulated agents per `skiff-agent` process: each holds about four descriptors (its
+/// broker socket and the database with its WAL and shared-memory files), and the hard
+/// limit where this was measured is 20,000.
+const AGENTS_PER_PROCESS: usize = 2_500;
+
+/// `skiff-agent --simulate` processes, together running N agents; one plain agent when
+/// N is 1. Process `p` names its nodes `bench<p>-<i>`.
 pub(crate) struct Agents {
-    child: Child,
+    children: Vec<Child>,
     pub(crate) log: Arc<Mutex<AgentLog>>,
 }
 
 impl Agents {
-    pub(crate) fn start(
-        hub: &Hub,
-        state: &Path,
-        n: usize,
-        heartbeat: &str,
-        extra_env: &[(&str, &str)],
-    ) -> Result<Agents> {
+    pub(crate) fn start(hub: &Hub, state: &Path, n: usize, heartbeat: &str) -> Result<Agents> {
         let token = hub.token(n)?;
-        let mut cmd = with_nofile(&binary("skiff-agent")?);
-        cmd.args(["--hub", &hub.base, "--token", &token, "--node-name", "bench"])
-            .arg("--state-dir")
-            .arg(state)
-            .args(["--heartbeat-interval", heartbeat])
-            .env(
-                "RUST_LOG",
-                "warn,skiff_agent::sync::agent=info,skiff_agent::sync::link=warn",
-            )
-            .env("NO_COLOR", "1");
-        if n > 1 {
-            cmd.args(["--simulate", &n.to_string()]);
-        }
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("starting skiff-agent")?;
-        let stderr = child.stderr.take().context("agent stderr")?;
         let log = Arc::new(Mutex::new(AgentLog::default()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let now = Instant::now();
-                let mut l = sink.lock().expect("agent log");
-                if line.contains("sync complete") {
-                    if let Some(node) = span_node(&line) {
-                        l.synced.insert(node, now);
-                    }
-                } else if line.contains("started pod") {
-                    l.started_pods += 1;
-                } else if line.contains("stopped pod") {
-                    l.stopped_pods += 1;
-                } else if line.contains("restarted container") {
-                    l.restarted_containers += 1;
-                } else if line.contains("lost the broker") {
-                    l.lost_broker += 1;
-                } else if line.contains("ERROR") {
-                    l.errors += 1;
-                    if l.errors <= 5 {
-                        eprintln!("agent: {line}");
-                    }
-                }
+        let mut children = vec![];
+        let processes = n.div_ceil(AGENTS_PER_PROCESS);
+        for p in 0..processes {
+            let count = AGENTS_PER_PROCESS.min(n - p * AGENTS_PER_PROCESS);
+            let mut cmd = with_nofile(&binary("skiff-agent")?);
+            cmd.args(["--hub", &hub.base, "--token", &token])
+                .args(["--node-name", &format!("bench{p}")])
+                .arg("--state-dir")
+                .arg(state)
+                .args(["--heartbeat-interval", heartbeat])
+                .env(
+                    "RUST_LOG",
+                    "warn,skiff_agent::sync::agent=info,skiff_agent::sync::link=warn",
+                )
+                .env("NO_COLOR", "1");
+            if n > 1 {
+                cmd.args(["--simulate", &count.to_string()]);
             }
-        });
-        Ok(Agents { child, log })
+            let mut child = cmd
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("starting skiff-agent")?;
+            let stderr = child.stderr.take().context("agent stderr")?;
+            children.push(child);
+            let sink = log.clone();
+            std::thread::spawn(move || follow(stderr, &sink));
+        }
+        Ok(Agents { children, log })
     }
 
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+}
+
+/// Reads an agent process's log, noting what the benchmarks look for.
+fn follow(stderr: std::process::ChildStderr, sink: &Mutex<AgentLog>) {
+    for line in BufReader::new(stderr).lines() {
+        let Ok(line) = line else { break };
+        let now = Instant::now();
+        let mut l = sink.lock().expect("agent log");
+        if line.contains("sync complete") {
+            if let Some(node) = span_node(&line) {
+                l.synced.insert(node, now);
+            }
+        } else if line.contains("started pod") {
+            l.started_pods += 1;
+        } else if line.contains("stopped pod") {
+            l.stopped_pods += 1;
+        } else if line.contains("restarted container") {
+            l.restarted_containers += 1;
+        } else if line.contains("lost the broker") {
+            l.lost_broker += 1;
+        } else if line.contains("ERROR") {
+            l.errors += 1;
+            if l.errors <= 5 {
+                eprintln!("agent: {line}");
+            }
+        }
     }
 }
 
 impl Drop for Agents {
     fn drop(&mut self) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        for child in &self.children {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for child in &mut self.children {
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -588,8 +599,8 @@ mod tests {
 
     #[test]
     fn span_node_reads_the_agent_span() {
-        let line = "2026-01-01T00:00:00Z  INFO simulated{node=bench-0042}:agent{node=bench-0042}:message{kind=\"syncDone\"}: skiff_agent::sync::agent: sync complete";
-        assert_eq!(span_node(line).as_deref(), Some("bench-0042"));
+        let line = "2026-01-01T00:00:00Z  INFO simulated{node=bench0-0042}:agent{node=bench0-0042}:message{kind=\"syncDone\"}: skiff_agent::sync::agent: sync complete";
+        assert_eq!(span_node(line).as_deref(), Some("bench0-0042"));
         assert_eq!(span_node("no span here"), None);
     }
 

@@ -28,7 +28,6 @@ pub(crate) fn run(agents: usize, interval_s: u64, duration_s: u64) -> Result<()>
         &tmp.path().join("agents"),
         agents,
         &format!("{interval_s}s"),
-        &[],
     )?;
     hub.wait_nodes_ready(agents, Duration::from_secs(1800))?;
     println!(
@@ -39,11 +38,12 @@ pub(crate) fn run(agents: usize, interval_s: u64, duration_s: u64) -> Result<()>
     // Joining and the first syncs are over; let the last status writes finish.
     std::thread::sleep(Duration::from_secs(interval_s.max(5)));
 
-    let (hub_pid, fleet_pid) = (hub.pid(), fleet.pid());
+    let (hub_pid, fleet_pids) = (hub.pid(), fleet.pids());
+    let fleet_wchar = || -> Result<u64> { fleet_pids.iter().map(|p| wchar(*p)).sum() };
     let window = Duration::from_secs(duration_s) / WINDOWS as u32;
     let ticks = clock_ticks();
     let (mut cpu, mut rss) = (vec![], vec![]);
-    let wchar_start = wchar(fleet_pid)?;
+    let wchar_start = fleet_wchar()?;
     let wall_start = Instant::now();
     for w in 0..WINDOWS {
         let (t0, c0) = (Instant::now(), cpu_ticks(hub_pid)?);
@@ -56,14 +56,22 @@ pub(crate) fn run(agents: usize, interval_s: u64, duration_s: u64) -> Result<()>
         cpu.push(pct);
     }
     let wall = wall_start.elapsed().as_secs_f64();
-    let written = wchar(fleet_pid)? - wchar_start;
+    let written = fleet_wchar()? - wchar_start;
     let (total, ready) = hub.nodes_ready()?;
-    let fleet_rss = rss_kib(fleet_pid)? as f64;
+    let fleet_rss = fleet_pids
+        .iter()
+        .map(|p| rss_kib(*p))
+        .sum::<Result<u64>>()? as f64;
 
     let beats = agents as f64 * wall / interval_s as f64;
-    // A name as long as the simulated agents' (`bench-` and the zero-padded index).
-    let width = agents.saturating_sub(1).max(1).to_string().len();
-    let name = format!("bench-{:0width$}", agents / 2);
+    // A name as long as the simulated agents' (`bench<p>-` and the zero-padded index).
+    let width = agents
+        .min(super::AGENTS_PER_PROCESS)
+        .saturating_sub(1)
+        .max(1)
+        .to_string()
+        .len();
+    let name = format!("bench0-{:0width$}", 42);
     let frame = heartbeat_packet(&name);
     println!(
         "  hub RSS median {:.1} MB (target <= 300 MB), hub CPU median {:.1}% of one core (target < 25%)",
@@ -79,7 +87,8 @@ pub(crate) fn run(agents: usize, interval_s: u64, duration_s: u64) -> Result<()>
         written as f64 / beats
     );
     println!(
-        "  agents process RSS {:.1} MB = {:.1} KiB per simulated agent; nodes Ready at the end {ready}/{total} ({})",
+        "  agent processes ({}) RSS {:.1} MB = {:.1} KiB per simulated agent; nodes Ready at the end {ready}/{total} ({})",
+        fleet_pids.len(),
         fleet_rss / 1024.0,
         fleet_rss / agents as f64,
         load()
@@ -120,9 +129,9 @@ mod tests {
 
     #[test]
     fn heartbeat_packet_counts_header_and_frame() {
-        // skiff/v1/n/bench-0042/h is 23 bytes; the plaintext {"v":1,"s":<13 digits>} 25.
-        let (header, payload) = heartbeat_packet("bench-0042");
-        assert_eq!(header, 1 + 1 + 2 + 23);
+        // skiff/v1/n/bench0-0042/h is 24 bytes; the plaintext {"v":1,"s":<13 digits>} 25.
+        let (header, payload) = heartbeat_packet("bench0-0042");
+        assert_eq!(header, 1 + 1 + 2 + 24);
         assert_eq!(payload, 1 + 24 + 25 + 16);
     }
 }

@@ -20,7 +20,7 @@ pub(crate) fn run(agents: usize, rounds: usize) -> Result<()> {
     let setup = HubSetup::new(&tmp.path().join("hub"), None)?;
     let mut hub = Hub::start(&setup)?;
     let start = Instant::now();
-    let fleet = Agents::start(&hub, &tmp.path().join("agents"), agents, "10s", &[])?;
+    let fleet = Agents::start(&hub, &tmp.path().join("agents"), agents, "10s")?;
     let mut names = hub.wait_nodes_ready(agents, Duration::from_secs(1800))?;
     names.sort();
     println!(
