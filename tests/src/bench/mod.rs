@@ -214,9 +214,15 @@ impl Hub {
                     .arg(format!("127.0.0.1:{}", setup.mqtt_port));
             }
         }
+        // rumqttd logs every dropped connection at error level, thousands at a shutdown:
+        // the log goes beside the data dir, not to the benchmark's output.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(setup.data.with_extension("log"))?;
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .context("starting skiff-hub")?;
         let mut hub = Hub {
