@@ -93,12 +93,7 @@ fn one_broker(nodes: usize, broker: Broker, rounds: usize) -> Result<Figures> {
         };
         let mut lat: Vec<f64> = pods
             .iter()
-            .map(|(p, _)| {
-                seen[p]
-                    .saturating_duration_since(created[p])
-                    .as_secs_f64()
-                    * 1000.0
-            })
+            .map(|(p, _)| seen[p].saturating_duration_since(created[p]).as_secs_f64() * 1000.0)
             .collect();
         lat.sort_by(f64::total_cmp);
         let last = seen.values().max().context("no pods")?;

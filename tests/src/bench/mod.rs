@@ -308,10 +308,7 @@ impl Hub {
                 return Ok(ready);
             }
             if Instant::now() > deadline {
-                bail!(
-                    "only {} of {n} nodes Ready after {timeout:?}",
-                    ready.len()
-                );
+                bail!("only {} of {n} nodes Ready after {timeout:?}", ready.len());
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -406,9 +403,10 @@ impl Drop for Hub {
 }
 
 fn node_ready(n: &Value) -> bool {
-    n["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    n["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 /// A small pod bound to `node` without the scheduler.

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use skiff_api::protocol::{Heartbeat, NodeKey, SCHEMA_VERSION, TopicKind, encode, topic};
 
-use super::{
-    Agents, Hub, HubSetup, clock_ticks, cpu_ticks, load, median, rss_kib, wchar,
-};
+use super::{Agents, Hub, HubSetup, clock_ticks, cpu_ticks, load, median, rss_kib, wchar};
 
 /// CPU is measured over this many equal windows and the median reported.
 const WINDOWS: usize = 3;
@@ -52,7 +50,11 @@ pub(crate) fn run(agents: usize, interval_s: u64, duration_s: u64) -> Result<()>
             rss.push(rss_kib(hub_pid)? as f64 / 1024.0);
         }
         let pct = (cpu_ticks(hub_pid)? - c0) as f64 / ticks / t0.elapsed().as_secs_f64() * 100.0;
-        println!("    window {}: hub CPU {pct:.1}% of one core ({})", w + 1, load());
+        println!(
+            "    window {}: hub CPU {pct:.1}% of one core ({})",
+            w + 1,
+            load()
+        );
         cpu.push(pct);
     }
     let wall = wall_start.elapsed().as_secs_f64();

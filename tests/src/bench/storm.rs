@@ -81,7 +81,10 @@ pub(crate) fn run(agents: usize, rounds: usize) -> Result<()> {
         std::thread::sleep(Duration::from_secs(3));
         let (total, ready) = hub.nodes_ready()?;
         let after = wait_all_running(&hub, agents, Duration::from_secs(120))?;
-        let changed = before.iter().filter(|(k, v)| after.get(*k) != Some(v)).count();
+        let changed = before
+            .iter()
+            .filter(|(k, v)| after.get(*k) != Some(v))
+            .count();
         let l = fleet.log.lock().expect("agent log");
         let (started, stopped, restarted, lost) = (
             l.started_pods - started0,
@@ -140,7 +143,10 @@ fn wait_all_running(hub: &Hub, n: usize, timeout: Duration) -> Result<HashMap<St
                 .collect());
         }
         if Instant::now() > deadline {
-            bail!("only {} of {n} pods Running after {timeout:?}", running.len());
+            bail!(
+                "only {} of {n} pods Running after {timeout:?}",
+                running.len()
+            );
         }
         std::thread::sleep(Duration::from_secs(1));
     }
