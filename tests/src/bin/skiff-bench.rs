@@ -4,6 +4,13 @@
 //! `skiff-bench hub-writes`: durable pod creates per second through the REST API by
 //! concurrent clients, against a raw single-row-commit loop in the `sqlite3` shell (WAL,
 //! synchronous=FULL); then the hub's RSS with the pods stored and the latency of listing them.
+//!
+//! The hub ↔ agents scenarios over MQTT live in `bench/`: `fanout`, `scale`, `storm`
+//! and `agent-rss`.
+
+// The MQTT scenarios are benchmark code only, so they stay out of the test library.
+#[path = "../bench/mod.rs"]
+mod bench;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -27,14 +34,52 @@ fn main() -> Result<()> {
             None => Ok(default),
         }
     };
+    let text = |name: &str| -> Result<Option<String>> {
+        match args.iter().position(|a| a == name) {
+            Some(i) => Ok(Some(
+                args.get(i + 1)
+                    .with_context(|| format!("{name} needs a value"))?
+                    .clone(),
+            )),
+            None => Ok(None),
+        }
+    };
+    // Whole seconds, written `60` or `60s`.
+    let seconds = |name: &str, default: u64| -> Result<u64> {
+        match text(name)? {
+            Some(v) => v
+                .trim_end_matches('s')
+                .parse()
+                .with_context(|| format!("{name} takes whole seconds, e.g. 10s")),
+            None => Ok(default),
+        }
+    };
     match scenario {
         "hub-writes" => hub_writes(
             opt("--pods", 10_000)?,
             opt("--clients", 16)?,
             opt("--rounds", 3)?,
         ),
+        "fanout" => {
+            let brokers = match text("--broker")?.as_deref() {
+                None | Some("both") => vec![bench::Broker::Embedded, bench::Broker::Mosquitto],
+                Some(b) => vec![bench::Broker::parse(b)?],
+            };
+            bench::fanout::run(opt("--nodes", 1_000)?, &brokers, opt("--rounds", 3)?)
+        }
+        "scale" => bench::scale::run(
+            opt("--agents", 5_000)?,
+            seconds("--interval", 10)?,
+            seconds("--duration", 60)?,
+        ),
+        "storm" => bench::storm::run(opt("--agents", 5_000)?, opt("--rounds", 3)?),
+        "agent-rss" => bench::agent_rss::run(opt("--rounds", 3)?, seconds("--settle", 10)?),
         _ => bail!(
             "usage: skiff-bench hub-writes [--pods N] [--clients N] [--rounds N]\n\
+             \x20      skiff-bench fanout [--nodes 1000] [--broker embedded|mosquitto|both] [--rounds 3]\n\
+             \x20      skiff-bench scale [--agents 5000] [--interval 10s] [--duration 60s]\n\
+             \x20      skiff-bench storm [--agents 5000] [--rounds 3]\n\
+             \x20      skiff-bench agent-rss [--rounds 3] [--settle 10s]\n\
              (run from the workspace root after `cargo build --release --workspace --bins`)"
         ),
     }
