@@ -10,7 +10,7 @@ packages=(
   rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
   qemu-user-static
   # benchmark peers and test tooling
-  sqlite3 procps iproute2
+  sqlite3 wrk procps iproute2 mosquitto
 )
 
 missing=()

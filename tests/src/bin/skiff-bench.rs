@@ -15,8 +15,6 @@ mod bench;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -211,43 +209,102 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Creates `pods` pods from `clients` threads; returns pods per second.
-fn create_pods(hub: &HubProcess, prefix: &str, pods: usize, clients: usize) -> Result<f64> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let url = format!("{}/api/v1/namespaces/default/pods", hub.base);
-    let start = Instant::now();
-    let handles: Vec<_> = (0..clients)
-        .map(|_| {
-            let (next, url, auth) = (next.clone(), url.clone(), hub.auth.clone());
-            let prefix = prefix.to_string();
-            std::thread::spawn(move || -> Result<()> {
-                let agent = agent();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= pods {
-                        return Ok(());
-                    }
-                    let mut resp = agent
-                        .post(&url)
-                        .header("Authorization", &auth)
-                        .header("Content-Type", "application/json")
-                        .send(pod_json(&format!("{prefix}-{i}")))?;
-                    if resp.status().as_u16() != 201 {
-                        bail!(
-                            "create returned {}: {}",
-                            resp.status(),
-                            resp.body_mut().read_to_string()?
-                        );
-                    }
+/// The wrk script: each of wrk's threads posts unique pods until it has had its share
+/// of 201 answers, and reports any other status.
+const WRK_SCRIPT: &str = r#"
+local threads = {}
+local next_id = 0
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  sent = 0
+  created = 0
+  bad = 0
+end
+function request()
+  sent = sent + 1
+  local body = string.gsub(template, "__NAME__", "pod-" .. id .. "-" .. sent)
+  return wrk.format("POST", path, headers, body)
+end
+function response(status, hdrs, body)
+  if status == 201 then
+    created = created + 1
+  else
+    bad = bad + 1
+    if bad == 1 then io.write("FIRST-REFUSAL " .. status .. " " .. body .. "\n") end
+  end
+  if created >= share then wrk.thread:stop() end
+end
+function done(summary, latency, requests)
+  local c, b = 0, 0
+  for _, t in ipairs(threads) do
+    c = c + t:get("created")
+    b = b + t:get("bad")
+  end
+  io.write(string.format("CREATED %d BAD %d\n", c, b))
+end
+"#;
+
+/// Posts pods through `wrk` (2 threads, `clients` keep-alive connections) for `seconds`,
+/// each thread stopping once `per_thread` pods were created; returns how many were
+/// created. wrk is the load generator because it costs the shared two cores far less
+/// than the hub it measures; a heavier client caps the figure at its own speed.
+fn wrk_creates(
+    hub: &HubProcess,
+    dir: &Path,
+    per_thread: usize,
+    clients: usize,
+    seconds: u64,
+) -> Result<usize> {
+    let threads = 2;
+    let template = pod_json("__NAME__")
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"");
+    let script = dir.join("create.lua");
+    std::fs::write(
+        &script,
+        format!(
+            "path = \"/api/v1/namespaces/default/pods\"\nheaders = {{[\"Authorization\"] = \"{}\", [\"Content-Type\"] = \"application/json\"}}\ntemplate = \"{template}\"\nshare = {per_thread}\n{WRK_SCRIPT}",
+            hub.auth,
+        ),
+    )?;
+    let out = Command::new("wrk")
+        .args(["-t", &threads.to_string(), "-c", &clients.to_string()])
+        .args(["-d", &format!("{seconds}s")])
+        .arg("-s")
+        .arg(&script)
+        .arg(&hub.base)
+        .output()
+        .context("running wrk (apt-get install wrk)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (created, bad) = text
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            match (w.next(), w.next(), w.next(), w.next()) {
+                (Some("CREATED"), Some(c), Some("BAD"), Some(b)) => {
+                    Some((c.parse::<usize>().ok()?, b.parse::<usize>().ok()?))
                 }
-            })
+                _ => None,
+            }
         })
-        .collect();
-    for h in handles {
-        h.join()
-            .map_err(|_| anyhow::anyhow!("client thread panicked"))??;
+        .with_context(|| {
+            format!(
+                "wrk printed no totals:\n{text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    if bad > 0 {
+        let first = text
+            .lines()
+            .find(|l| l.starts_with("FIRST-REFUSAL"))
+            .unwrap_or("");
+        bail!("{bad} creates were refused by the hub: {first}");
     }
-    Ok(pods as f64 / start.elapsed().as_secs_f64())
+    Ok(created)
 }
 
 /// The peer: `rows` single-row INSERT commits in the sqlite3 shell, WAL and
@@ -290,6 +347,16 @@ fn sqlite3_loop(dir: &Path, rows: usize) -> Result<f64> {
     Ok(rows as f64 / elapsed)
 }
 
+fn list_count(hub: &HubProcess) -> Result<usize> {
+    let mut resp = agent()
+        .get(format!("{}/api/v1/namespaces/default/pods", hub.base))
+        .header("Authorization", &hub.auth)
+        .call()?;
+    let body = resp.body_mut().with_config().limit(1 << 30).read_to_vec()?;
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    Ok(v["items"].as_array().map_or(0, Vec::len))
+}
+
 fn list_latency_ms(hub: &HubProcess, runs: usize, expect: usize) -> Result<f64> {
     let agent = agent();
     let url = format!("{}/api/v1/namespaces/default/pods", hub.base);
@@ -314,14 +381,17 @@ fn hub_writes(pods: usize, clients: usize, rounds: usize) -> Result<()> {
     // give a stable rate without dominating the run.
     let raw_rows = pods.min(2_000);
     println!(
-        "hub-writes: {pods} pods by {clients} clients through the REST API vs sqlite3 single-row commits ({raw_rows} rows), {rounds} rounds"
+        "hub-writes: pod creates for 5 s by {clients} connections (wrk) through the REST API vs sqlite3 single-row commits ({raw_rows} rows), {rounds} rounds; then {pods} pods on a fresh hub for memory and list figures"
     );
     let (mut hub_rates, mut raw_rates, mut ratios) = (vec![], vec![], vec![]);
     let mut last_data = None;
     for round in 0..rounds {
         let data = tmp.path().join(format!("hub-{round}"));
         let hub = HubProcess::start(&data)?;
-        let hub_rate = create_pods(&hub, "pod", pods, clients)?;
+        // A fixed window: wrk runs for exactly its duration.
+        let window = 5;
+        let hub_rate =
+            wrk_creates(&hub, tmp.path(), usize::MAX / 4, clients, window)? as f64 / window as f64;
         let raw_rate = sqlite3_loop(tmp.path(), raw_rows)?;
         println!(
             "  round {}: hub {hub_rate:.0} pods/s, sqlite3 {raw_rate:.0} rows/s, ratio {:.2}x",
@@ -344,7 +414,15 @@ fn hub_writes(pods: usize, clients: usize, rounds: usize) -> Result<()> {
         median(&mut ratios)
     );
 
-    let (hub, data) = last_data.context("no rounds run")?;
+    let (hub, _) = last_data.context("no rounds run")?;
+    hub.stop()?;
+    // Memory and list figures on a fresh hub holding exactly what was asked for (each
+    // wrk thread stops at its share; a few requests still in flight may add a handful).
+    let data = tmp.path().join("hub-memory");
+    let hub = HubProcess::start(&data)?;
+    let seconds = (pods as f64 / median(&mut hub_rates) * 2.0).ceil() as u64 + 2;
+    wrk_creates(&hub, tmp.path(), pods / 2, clients, seconds)?;
+    let pods = list_count(&hub)?;
     let rss = hub.rss_kib()?;
     let list = list_latency_ms(&hub, 21, pods)?;
     println!(
