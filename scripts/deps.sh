@@ -3,15 +3,20 @@
 # Run as root on Debian 12.
 set -euo pipefail
 
+# `--build-only`: just what building and running Skiff needs (the quick start); without it,
+# everything the tests and benchmarks need too.
 packages=(
-  # host build
-  gcc pkg-config
+  # host build (Debian's Rust toolchain is the fallback when no rustup toolchain is installed)
+  gcc pkg-config rustc-web cargo-web
+)
+if [ "${1:-}" != "--build-only" ]; then
+  packages+=(
   # ARM cross builds, run under qemu-user
-  rustc-web cargo-web libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross
-  qemu-user-static
+  libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file
   # benchmark peers and test tooling
   sqlite3 wrk procps iproute2 mosquitto
-)
+  )
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 data_dir=${SKIFF_HUB_DATA_DIR:-/var/lib/skiff-hub}
 listen=${SKIFF_HUB_LISTEN:-127.0.0.1:6443}
 
-scripts/deps.sh
+scripts/deps.sh --build-only
 if ! command -v cargo >/dev/null; then
   export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
 fi
