@@ -36,7 +36,9 @@ pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr
 pub const CONFIG_FILE_NAME: &str = "hub.toml";
 /// Revisions of history kept for watches to resume from.
 pub const DEFAULT_HISTORY_RETENTION: u64 = 50_000;
-pub const DEFAULT_LOG_LEVEL: &str = "info";
+// The embedded broker logs every connect and subscribe at info: with thousands of devices
+// that drowns the hub's own lines, so it is held to warnings unless asked.
+pub const DEFAULT_LOG_LEVEL: &str = "info,rumqttd=warn";
 pub const DEFAULT_MQTT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1883));
 
@@ -446,7 +448,7 @@ mod tests {
         assert_eq!(cfg.body_limit, 3 * 1024 * 1024);
         assert_eq!(cfg.history_retention, DEFAULT_HISTORY_RETENTION);
         assert_eq!(cfg.log.format, LogFormat::Text);
-        assert_eq!(cfg.log.filter, "info");
+        assert_eq!(cfg.log.filter, DEFAULT_LOG_LEVEL);
     }
 
     #[test]
