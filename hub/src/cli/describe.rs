@@ -227,18 +227,7 @@ fn header(d: &mut String, kind: Kind, obj: &Value, creation: bool) {
             timestamp(s(obj, "/metadata/creationTimestamp")),
         );
     }
-    multi(
-        d,
-        0,
-        "Labels",
-        &map_entries(obj.pointer("/metadata/labels"), "="),
-    );
-    multi(
-        d,
-        0,
-        "Annotations",
-        &map_entries(obj.pointer("/metadata/annotations"), ": "),
-    );
+    labels_and_annotations(d, obj);
     if let Some(deleted) = s(obj, "/metadata/deletionTimestamp") {
         field(d, 0, "Deletion Requested", timestamp(Some(deleted)));
     }
@@ -290,18 +279,7 @@ fn describe_pod(d: &mut String, pod: &Value, now: DateTime<Utc>) {
     if let Some(t) = s(pod, "/status/startTime") {
         field(d, 0, "Start Time", timestamp(Some(t)));
     }
-    multi(
-        d,
-        0,
-        "Labels",
-        &map_entries(pod.pointer("/metadata/labels"), "="),
-    );
-    multi(
-        d,
-        0,
-        "Annotations",
-        &map_entries(pod.pointer("/metadata/annotations"), ": "),
-    );
+    labels_and_annotations(d, pod);
     let status = match s(pod, "/metadata/deletionTimestamp") {
         Some(t) => match parse_time(t) {
             Some(at) if at > now => format!("Terminating (lasts {})", human_age(now, at)),
@@ -1030,6 +1008,22 @@ fn write_events(d: &mut String, events: &[Value], now: DateTime<Utc>) {
         })
         .collect();
     table(d, 1, &["Type", "Reason", "Age", "From", "Message"], &rows);
+}
+
+/// The `Labels:` and `Annotations:` lines every kind's description starts with.
+fn labels_and_annotations(d: &mut String, obj: &Value) {
+    multi(
+        d,
+        0,
+        "Labels",
+        &map_entries(obj.pointer("/metadata/labels"), "="),
+    );
+    multi(
+        d,
+        0,
+        "Annotations",
+        &map_entries(obj.pointer("/metadata/annotations"), ": "),
+    );
 }
 
 #[cfg(test)]
