@@ -3,6 +3,7 @@
 //! agent keeps (and after a restart, brings back) its pods while the hub is away.
 
 pub mod config;
+pub mod image;
 pub mod node;
 pub mod reconcile;
 mod run;

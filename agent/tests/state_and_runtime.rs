@@ -142,6 +142,7 @@ fn simulated_pods_are_adopted_after_a_restart() {
                 revision: 7,
                 spec_hash: spec_hash(p),
                 pod: p,
+                images: &Default::default(),
             })
             .unwrap();
         }

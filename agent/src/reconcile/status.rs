@@ -9,17 +9,18 @@ use skiff_api::resources::{
 };
 
 use super::{policy, restarts};
-use crate::runtime::{Exit, ObservedContainer, ObservedPod, RunState};
+use crate::runtime::{Exit, ExitReason, ObservedContainer, ObservedPod, RunState};
 
 fn terminated(e: &Exit, container_id: &str) -> ContainerStateTerminated {
     ContainerStateTerminated {
         exit_code: e.exit_code,
         signal: None,
         reason: Some(
-            if e.exit_code == 0 {
-                "Completed"
-            } else {
-                "Error"
+            match e.reason {
+                ExitReason::OomKilled => "OOMKilled",
+                ExitReason::Unknown => "ContainerStatusUnknown",
+                ExitReason::Plain if e.exit_code == 0 => "Completed",
+                ExitReason::Plain => "Error",
             }
             .to_string(),
         ),

@@ -3,7 +3,7 @@ use skiff_api::Uid;
 use skiff_api::resources::{Container, PodPhase, RestartPolicy};
 
 use super::*;
-use crate::runtime::{Exit, ObservedContainer};
+use crate::runtime::{Exit, ExitReason, ObservedContainer};
 
 fn t(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
@@ -75,6 +75,7 @@ fn exited(mut o: ObservedPod, code: i32, finished: i64, restarts: i32) -> Observ
             exit_code: code,
             started_at: t(0),
             finished_at: t(finished),
+            reason: ExitReason::Plain,
         });
     }
     o

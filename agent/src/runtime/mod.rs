@@ -4,8 +4,14 @@
 
 mod simulated;
 
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
 use chrono::{DateTime, Utc};
 use skiff_api::resources::Pod;
+
+use crate::image::LocalImage;
 
 pub use simulated::{SIMULATE_EXIT_CODE, SimulatedRuntime};
 
@@ -25,6 +31,12 @@ pub enum RuntimeError {
     NoSuchPod { uid: String },
     #[error("pod {uid} has no container {container}")]
     NoSuchContainer { uid: String, container: String },
+    #[error("pod {uid}: container {container} is not running")]
+    NotRunning { uid: String, container: String },
+    #[error("this runtime cannot {what}")]
+    Unsupported { what: &'static str },
+    #[error("pod {uid}: {message}")]
+    Container { uid: String, message: String },
 }
 
 /// A pod to start, with the identity the runtime records so a later listing can be
@@ -35,6 +47,29 @@ pub struct PodToStart<'a> {
     pub revision: u64,
     pub spec_hash: u64,
     pub pod: &'a Pod,
+    /// The unpacked image of every container and init container, by image reference as
+    /// written in the spec. The executor has pulled them all before asking for a start.
+    pub images: &'a BTreeMap<String, LocalImage>,
+}
+
+/// A command to run inside a running container (`skiff exec`, exec probes).
+#[derive(Debug)]
+pub struct ExecRequest<'a> {
+    pub uid: &'a str,
+    pub container: &'a str,
+    pub command: &'a [String],
+    /// Where the process reads and writes: the caller keeps the other ends.
+    pub stdin: Option<OwnedFd>,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// A process started by [`ContainerRuntime::exec`].
+pub trait ExecProcess: Send + std::fmt::Debug {
+    /// Blocks until the process ends and returns its exit code (128 + signal when killed).
+    fn wait(&mut self) -> Result<i32, RuntimeError>;
+    /// Kills the process (SIGKILL) without waiting.
+    fn kill(&mut self) -> Result<(), RuntimeError>;
 }
 
 /// Runs pods. Implementations keep their own records so that pods outlive the agent
@@ -50,6 +85,23 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug {
     fn restart_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError>;
     /// Every pod the runtime holds.
     fn list(&self) -> Result<Vec<ObservedPod>, RuntimeError>;
+    /// Starts a process inside a running container.
+    fn exec(&self, request: ExecRequest<'_>) -> Result<Box<dyn ExecProcess>, RuntimeError>;
+    /// The network namespace the pod's containers share (`None`: the host's, or the
+    /// runtime has none), for probes that connect to the pod.
+    fn netns_path(&self, uid: &str) -> Option<PathBuf>;
+    /// Where a container's output goes, so logs can be served without asking the runtime.
+    fn log_paths(&self, uid: &str, container: &str) -> Option<LogPaths>;
+}
+
+/// The log files of one container: `current` is the file the running (or last) instance
+/// writes, `rotated` the older pieces of that instance newest first, `previous` the file
+/// of the instance before the last restart, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPaths {
+    pub current: PathBuf,
+    pub rotated: Vec<PathBuf>,
+    pub previous: Option<PathBuf>,
 }
 
 /// A pod as the runtime sees it.
@@ -95,6 +147,28 @@ pub struct Exit {
     pub exit_code: i32,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
+    /// Why it ended, when the exit code alone does not say (out of memory, or the exit
+    /// code was lost because the container ended while the agent was down).
+    #[serde(default, skip_serializing_if = "ExitReason::is_plain")]
+    pub reason: ExitReason,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ExitReason {
+    /// Completed (code 0) or Error.
+    #[default]
+    Plain,
+    /// The kernel's OOM killer ended it.
+    OomKilled,
+    /// It ended while no agent watched it; the code is unknown (reported as 137).
+    Unknown,
+}
+
+impl ExitReason {
+    pub fn is_plain(&self) -> bool {
+        *self == ExitReason::Plain
+    }
 }
 
 impl ObservedPod {

@@ -18,7 +18,8 @@ use chrono::Utc;
 use skiff_api::resources::Container;
 
 use super::{
-    ContainerRuntime, Exit, ObservedContainer, ObservedPod, PodToStart, RunState, RuntimeError,
+    ContainerRuntime, ExecProcess, ExecRequest, Exit, ExitReason, LogPaths, ObservedContainer,
+    ObservedPod, PodToStart, RunState, RuntimeError,
 };
 
 /// Annotation that makes simulated containers exit at once with the given code.
@@ -141,6 +142,7 @@ fn start_container(
             exit_code: code,
             started_at: now,
             finished_at: now,
+            reason: ExitReason::Plain,
         }),
         None => RunState::Running { started_at: now },
     };
@@ -201,6 +203,7 @@ impl ContainerRuntime for SimulatedRuntime {
                         exit_code: 0,
                         started_at,
                         finished_at: now,
+                        reason: ExitReason::Plain,
                     });
                 }
             }
@@ -254,5 +257,19 @@ impl ContainerRuntime for SimulatedRuntime {
             .values()
             .map(|p| p.observed.clone())
             .collect())
+    }
+
+    fn exec(&self, _request: ExecRequest<'_>) -> Result<Box<dyn ExecProcess>, RuntimeError> {
+        Err(RuntimeError::Unsupported {
+            what: "run commands in simulated containers",
+        })
+    }
+
+    fn netns_path(&self, _uid: &str) -> Option<std::path::PathBuf> {
+        None
+    }
+
+    fn log_paths(&self, _uid: &str, _container: &str) -> Option<LogPaths> {
+        None
     }
 }

@@ -299,6 +299,7 @@ impl Loop {
                         revision: want.revision,
                         spec_hash: spec_hash(&want.pod),
                         pod: &want.pod,
+                        images: &BTreeMap::new(),
                     }) {
                         Ok(()) => {
                             info!(name = %want.pod.metadata.name, "started pod");

@@ -77,6 +77,21 @@ pub enum Up {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         taints: Vec<Taint>,
     },
+    /// Something happened to a pod that status alone does not tell (an image pulled or
+    /// failing to pull, a container killed by its liveness probe, a back-off). The hub
+    /// records it as an Event whose involved object is the pod, counting repeats.
+    PodEvent {
+        v: u16,
+        seq: u64,
+        namespace: String,
+        name: String,
+        uid: String,
+        /// `Normal` or `Warning`.
+        #[serde(rename = "type")]
+        type_: String,
+        reason: String,
+        message: String,
+    },
 }
 
 /// Node → hub on the heartbeat topic: a lease renewal, a few bytes. `gone` marks the
@@ -102,7 +117,10 @@ impl Versioned for Down {
 impl Versioned for Up {
     fn version(&self) -> u16 {
         match self {
-            Up::Sync { v, .. } | Up::PodStatus { v, .. } | Up::NodeStatus { v, .. } => *v,
+            Up::Sync { v, .. }
+            | Up::PodStatus { v, .. }
+            | Up::NodeStatus { v, .. }
+            | Up::PodEvent { v, .. } => *v,
         }
     }
 }
@@ -118,7 +136,10 @@ impl Up {
     /// the last one it accepted from that node.
     pub fn seq(&self) -> u64 {
         match self {
-            Up::Sync { seq, .. } | Up::PodStatus { seq, .. } | Up::NodeStatus { seq, .. } => *seq,
+            Up::Sync { seq, .. }
+            | Up::PodStatus { seq, .. }
+            | Up::NodeStatus { seq, .. }
+            | Up::PodEvent { seq, .. } => *seq,
         }
     }
 }

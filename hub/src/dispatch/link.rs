@@ -284,6 +284,11 @@ impl HubLink {
                     })
                     .await;
             }
+            Opened::Up(Up::PodEvent { uid, reason, .. }) => {
+                // Recorded as Events once the event writer lands; accepted meanwhile.
+                self.counters.accept();
+                debug!(node = %node, pod = %uid, reason = %reason, "pod event");
+            }
             Opened::Up(Up::NodeStatus {
                 status,
                 labels,
