@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 mod agent;
+pub mod busybox;
 mod mosquitto;
 
 pub use agent::{Agent, RuntimeContainer, RuntimePod, runtime_pods};
