@@ -22,6 +22,7 @@ mod edit;
 mod error;
 mod get;
 mod printers;
+mod run;
 mod table;
 
 pub use client::{ApiError, Status};
@@ -129,6 +130,13 @@ Examples:
   skiff delete pods -l app=web
   skiff delete -f web.yaml --wait")]
     Delete(delete::DeleteArgs),
+    /// Create a pod that runs one image
+    #[command(after_help = "\
+Examples:
+  skiff run hello --image busybox:1 -- sh -c 'echo hello; sleep 3600'
+  skiff run once --image busybox:1 --restart Never -- date
+  skiff run web --image nginx:1 --env MODE=edge --node edge-7")]
+    Run(run::RunArgs),
     /// Add, change (--overwrite) or remove (`key-`) labels
     #[command(after_help = "\
 Examples:
@@ -276,6 +284,7 @@ pub fn run(cli: Cli, io: Io<'_>) -> Result<(), CliError> {
         Command::Get(a) => get::run(&mut ctx, &a),
         Command::Describe(a) => describe::run(&mut ctx, &a),
         Command::Delete(a) => delete::run(&mut ctx, &a),
+        Command::Run(a) => run::run(&mut ctx, &a),
         Command::Label(a) => edit::run_meta(&mut ctx, edit::MetaField::Labels, &a),
         Command::Annotate(a) => edit::run_meta(&mut ctx, edit::MetaField::Annotations, &a),
         Command::Taint(a) => edit::run_taint(&mut ctx, &a),
