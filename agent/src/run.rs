@@ -91,6 +91,7 @@ fn prepare(
         labels: cfg.labels.clone(),
         taints: cfg.taints.clone(),
         heartbeat_interval: cfg.heartbeat_interval,
+        images: None,
     })
 }
 

@@ -81,7 +81,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 
 /// How long after an exit a container with `restart_count` restarts may start again:
 /// at once the first time, then 10 s doubling to 5 min (Kubernetes' CrashLoopBackOff).
-pub(crate) fn restart_delay(restart_count: i32) -> Duration {
+pub fn restart_delay(restart_count: i32) -> Duration {
     if restart_count <= 0 {
         return Duration::ZERO;
     }

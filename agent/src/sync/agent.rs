@@ -15,9 +15,11 @@ use tokio::sync::mpsc;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::link::{HubLink, LinkEvent, Seq};
+use super::worker::{Events, Executor, Work};
+use crate::image::ImageStore;
 use crate::node::{self, HostPaths};
-use crate::reconcile::{Action, Desired, Observed, reconcile, spec_hash};
-use crate::runtime::{ContainerRuntime, PodToStart};
+use crate::reconcile::{Action, Desired, Observed, reconcile};
+use crate::runtime::ContainerRuntime;
 use crate::state::{Applied, StateDb};
 
 /// How often the loop looks at the runtime even when nothing arrives (restarts after
@@ -25,8 +27,6 @@ use crate::state::{Applied, StateDb};
 const RESYNC: Duration = Duration::from_secs(5);
 /// The node status is measured again every this many heartbeats.
 const NODE_STATUS_EVERY: u32 = 6;
-/// Passes in a row while actions keep changing what the runtime shows.
-const MAX_PASSES: usize = 4;
 /// A sync not answered by `syncDone` within this long is sent again: a broker that
 /// restarted without sessions drops whatever the agent publishes before the hub has
 /// reconnected and subscribed again.
@@ -49,10 +49,13 @@ pub struct NodeAgent {
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<Taint>,
     pub heartbeat_interval: Duration,
+    /// Where images come from; `None` for runtimes that need none (simulated).
+    pub images: Option<Arc<dyn ImageStore>>,
 }
 
 struct Loop {
     a: NodeAgent,
+    exec: Executor,
     connected: bool,
     reported: BTreeMap<String, PodStatus>,
     node_status: Option<NodeStatus>,
@@ -71,21 +74,31 @@ impl NodeAgent {
                 BTreeMap::new()
             }
         };
+        let events = Events {
+            link: self.link.clone(),
+            seq: self.seq.clone(),
+        };
+        let (exec, done) = Executor::new(self.runtime.clone(), self.images.clone(), events);
         let mut l = Loop {
+            exec,
             a: self,
             connected: false,
             reported,
             node_status: None,
             sync_sent: None,
         };
-        l.run(shutdown)
+        l.run(shutdown, done)
             .instrument(info_span!("agent", node = %node))
             .await
     }
 }
 
 impl Loop {
-    async fn run(&mut self, shutdown: impl std::future::Future<Output = ()>) {
+    async fn run(
+        &mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut done: mpsc::UnboundedReceiver<String>,
+    ) {
         // Before the hub is reached: the pods in the database come back (adopted from
         // the runtime when they are still there).
         self.pass();
@@ -136,6 +149,14 @@ impl Loop {
                     }
                 }
                 _ = resync.tick() => self.pass(),
+                Some(uid) = done.recv() => {
+                    self.exec.finished(&uid);
+                    // Other pods' tasks that ended meanwhile get one pass together.
+                    while let Ok(uid) = done.try_recv() {
+                        self.exec.finished(&uid);
+                    }
+                    self.pass();
+                }
             }
         }
     }
@@ -250,9 +271,10 @@ impl Loop {
             .or_else(|| self.a.internal_ip.map(|ip| ip.to_string()))
     }
 
-    /// Reconciles until the runtime stops changing (at most a few passes).
+    /// One reconcile pass. Runtime work it starts wakes the loop for another pass when
+    /// it ends.
     fn pass(&mut self) {
-        for _ in 0..MAX_PASSES {
+        {
             let _g = info_span!("reconcile").entered();
             let desired = match self.a.db.desired() {
                 Ok(pods) => Desired { pods },
@@ -275,64 +297,45 @@ impl Loop {
                 now: chrono::Utc::now(),
             };
             let actions = reconcile(&desired, &observed);
-            if !self.apply(&desired, actions) {
-                return;
-            }
+            self.apply(&desired, actions);
         }
     }
 
-    /// Applies actions; true when the runtime changed (so another pass is due).
-    fn apply(&mut self, desired: &Desired, actions: Vec<Action>) -> bool {
-        let mut changed = false;
+    /// Applies actions: status reports here, runtime work in each pod's own task (see
+    /// [`Executor`]). Pods with work in flight are left alone until it ends.
+    fn apply(&mut self, desired: &Desired, actions: Vec<Action>) {
         // Pods whose final status could not be sent are kept until it can be.
         let mut unsent = BTreeSet::new();
-        let rt = &self.a.runtime;
+        let mut work: BTreeMap<String, Vec<Work>> = BTreeMap::new();
+        let now = chrono::Utc::now();
+        let pulls = self.exec.pull_failures();
         for action in actions {
+            if self.exec.is_busy(action_uid(&action)) {
+                continue;
+            }
             match action {
                 Action::StartPod { uid } => {
                     let Some(want) = desired.pods.get(&uid) else {
                         continue;
                     };
-                    let _g = info_span!("start", pod = %uid, revision = want.revision).entered();
-                    match rt.start_pod(PodToStart {
-                        uid: &uid,
-                        revision: want.revision,
-                        spec_hash: spec_hash(&want.pod),
-                        pod: &want.pod,
-                        images: &BTreeMap::new(),
-                    }) {
-                        Ok(()) => {
-                            info!(name = %want.pod.metadata.name, "started pod");
-                            changed = true;
-                        }
-                        Err(e) => error!(error = %e, "cannot start pod"),
-                    }
-                }
-                Action::StopPod { uid } => match rt.stop_pod(&uid) {
-                    Ok(()) => {
-                        info!(pod = %uid, "stopped pod");
-                        changed = true;
-                    }
-                    Err(e) => error!(pod = %uid, error = %e, "cannot stop pod"),
-                },
-                Action::RemovePod { uid } => {
-                    if unsent.contains(&uid) {
+                    if pulls.get(&uid).is_some_and(|f| f.retry_at > now) {
+                        // Backing off after a failed pull.
                         continue;
                     }
-                    match rt.remove_pod(&uid) {
-                        Ok(()) => changed = true,
-                        Err(e) => error!(pod = %uid, error = %e, "cannot remove pod"),
+                    work.entry(uid)
+                        .or_default()
+                        .push(Work::Start(Box::new(want.clone())));
+                }
+                Action::StopPod { uid } => work.entry(uid).or_default().push(Work::Stop),
+                Action::RemovePod { uid } => {
+                    if !unsent.contains(&uid) {
+                        work.entry(uid).or_default().push(Work::Remove);
                     }
                 }
-                Action::RestartContainer { uid, container } => {
-                    match rt.restart_container(&uid, &container) {
-                        Ok(()) => {
-                            info!(pod = %uid, container = %container, "restarted container");
-                            changed = true;
-                        }
-                        Err(e) => error!(pod = %uid, error = %e, "cannot restart container"),
-                    }
-                }
+                Action::RestartContainer { uid, container } => work
+                    .entry(uid)
+                    .or_default()
+                    .push(Work::RestartContainer(container)),
                 Action::ReportStatus {
                     uid,
                     namespace,
@@ -369,9 +372,23 @@ impl Loop {
                         warn!(pod = %uid, error = %e, "cannot forget reported status");
                     }
                     self.reported.remove(&uid);
+                    self.exec.forget(&uid);
                 }
             }
         }
-        changed
+        for (uid, work) in work {
+            self.exec.spawn(uid, work);
+        }
+    }
+}
+
+fn action_uid(a: &Action) -> &str {
+    match a {
+        Action::StartPod { uid }
+        | Action::StopPod { uid }
+        | Action::RemovePod { uid }
+        | Action::RestartContainer { uid, .. }
+        | Action::ReportStatus { uid, .. }
+        | Action::ForgetStatus { uid } => uid,
     }
 }

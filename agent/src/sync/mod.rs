@@ -5,7 +5,9 @@ mod agent;
 mod backoff;
 mod join;
 mod link;
+mod worker;
 
 pub use agent::NodeAgent;
 pub use join::{JoinError, join};
 pub use link::{AckToken, HubLink, LinkCounters, LinkError, LinkEvent, MqttLink, Seq};
+pub use worker::PullFailure;
