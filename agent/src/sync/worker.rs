@@ -126,7 +126,7 @@ impl Executor {
             pulls: self.pulls.clone(),
         };
         let done = self.done_tx.clone();
-        let span = info_span!("pod", pod = %uid);
+        let span = info_span!("work");
         tokio::spawn(
             async move {
                 for w in work {
@@ -165,7 +165,7 @@ impl Task {
             Work::Start(want) => self.start(*want).await,
             Work::Stop => match blocking(move || rt.stop_pod(&uid)).await {
                 Ok(Ok(())) => {
-                    info!("stopped pod");
+                    info!(pod = %self.uid, "stopped pod");
                     true
                 }
                 Ok(Err(e)) => {
@@ -192,7 +192,7 @@ impl Task {
                 let c = container.clone();
                 match blocking(move || rt.restart_container(&uid, &c)).await {
                     Ok(Ok(())) => {
-                        info!(container = %container, "restarted container");
+                        info!(pod = %self.uid, container = %container, "restarted container");
                         true
                     }
                     Ok(Err(e)) => {
@@ -231,6 +231,7 @@ impl Task {
         match result {
             Ok(Ok(())) => {
                 info!(
+                    pod = %self.uid,
                     name = %want.pod.metadata.name,
                     revision,
                     ms = started.elapsed().as_millis() as u64,
