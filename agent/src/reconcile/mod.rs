@@ -2,6 +2,7 @@
 //! runtime shows (plus the statuses last reported) to the actions that bring them
 //! together. No I/O, no clock: `now` comes in with the observation.
 
+mod pending;
 mod status;
 
 use std::collections::BTreeMap;
@@ -12,6 +13,7 @@ use skiff_api::resources::{Pod, PodStatus, RestartPolicy};
 
 use crate::runtime::{ObservedPod, RunState};
 
+pub use pending::{PullFailure, pending_status};
 pub use status::pod_status;
 
 /// A pod the hub wants on this node, at the revision the agent stored.
@@ -36,6 +38,8 @@ pub struct Observed {
     pub reported: BTreeMap<String, PodStatus>,
     pub host_ip: Option<String>,
     pub now: DateTime<Utc>,
+    /// Pods whose last image pull failed, by uid.
+    pub pulls: BTreeMap<String, PullFailure>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -107,7 +111,30 @@ pub fn reconcile(desired: &Desired, observed: &Observed) -> Vec<Action> {
     let mut actions = Vec::new();
     for (uid, want) in &desired.pods {
         let Some(have) = observed.pods.get(uid) else {
-            actions.push(Action::StartPod { uid: uid.clone() });
+            let pull = observed.pulls.get(uid);
+            if pull.is_none_or(|f| observed.now >= f.retry_at) {
+                actions.push(Action::StartPod { uid: uid.clone() });
+            }
+            // A pod being created is Pending on the hub already; the device only tells
+            // why when an image keeps it from starting.
+            let Some(pull) = pull else {
+                continue;
+            };
+            let status = pending_status(
+                &want.pod,
+                Some(pull),
+                observed.reported.get(uid),
+                observed.host_ip.as_deref(),
+                observed.now,
+            );
+            if observed.reported.get(uid) != Some(&status) {
+                actions.push(Action::ReportStatus {
+                    uid: uid.clone(),
+                    namespace: want.pod.metadata.namespace_or_empty().to_string(),
+                    name: want.pod.metadata.name.clone(),
+                    status: Box::new(status),
+                });
+            }
             continue;
         };
         if have.revision != want.revision && have.spec_hash != spec_hash(&want.pod) {

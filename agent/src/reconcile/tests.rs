@@ -87,6 +87,7 @@ fn observed(pods: Vec<ObservedPod>, now: i64) -> Observed {
         reported: BTreeMap::new(),
         host_ip: Some("192.0.2.1".into()),
         now: t(now),
+        pulls: BTreeMap::new(),
     }
 }
 
@@ -261,4 +262,54 @@ fn backoff_doubles_to_five_minutes() {
     assert_eq!(restart_delay(3), Duration::from_secs(40));
     assert_eq!(restart_delay(10), Duration::from_secs(300));
     assert_eq!(restart_delay(i32::MAX), Duration::from_secs(300));
+}
+
+fn pull_failure(failures: u32, retry_at: i64) -> PullFailure {
+    PullFailure {
+        container: "main".into(),
+        image: "nginx:1".into(),
+        message: "not found in 127.0.0.1:6443".into(),
+        failures,
+        retry_at: t(retry_at),
+    }
+}
+
+#[test]
+fn a_failed_pull_backs_off_and_shows_why() {
+    let p = pod("a", "nginx:1", None);
+    let d = desired(&[(&p, 3)]);
+    let mut o = observed(vec![], 5);
+    o.pulls.insert("a".into(), pull_failure(1, 15));
+    let actions = reconcile(&d, &o);
+    assert!(
+        !actions.contains(&Action::StartPod { uid: "a".into() }),
+        "no pull before the back-off ends: {actions:?}"
+    );
+    let [Action::ReportStatus { status, .. }] = actions.as_slice() else {
+        panic!("expected one status report, got {actions:?}");
+    };
+    assert_eq!(status.phase, Some(PodPhase::Pending));
+    let waiting = status.container_statuses[0].state.waiting.as_ref().unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ErrImagePull"));
+    assert!(waiting.message.as_deref().unwrap().contains("not found"));
+
+    // Once the back-off has passed the pull is tried again; a second failure in a
+    // row shows as ImagePullBackOff.
+    let mut o = observed(vec![], 15);
+    o.pulls.insert("a".into(), pull_failure(2, 15));
+    let actions = reconcile(&d, &o);
+    assert_eq!(actions[0], Action::StartPod { uid: "a".into() });
+    let Action::ReportStatus { status, .. } = &actions[1] else {
+        panic!("expected a status report, got {actions:?}");
+    };
+    let waiting = status.container_statuses[0].state.waiting.as_ref().unwrap();
+    assert_eq!(waiting.reason.as_deref(), Some("ImagePullBackOff"));
+}
+
+#[test]
+fn a_pod_being_created_without_trouble_reports_nothing_yet() {
+    let p = pod("a", "nginx:1", None);
+    let d = desired(&[(&p, 3)]);
+    let actions = reconcile(&d, &observed(vec![], 5));
+    assert_eq!(actions, vec![Action::StartPod { uid: "a".into() }]);
 }

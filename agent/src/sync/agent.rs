@@ -295,6 +295,7 @@ impl Loop {
                 reported: self.reported.clone(),
                 host_ip: self.host_ip(),
                 now: chrono::Utc::now(),
+                pulls: self.exec.pull_failures(),
             };
             let actions = reconcile(&desired, &observed);
             self.apply(&desired, actions);
@@ -307,8 +308,6 @@ impl Loop {
         // Pods whose final status could not be sent are kept until it can be.
         let mut unsent = BTreeSet::new();
         let mut work: BTreeMap<String, Vec<Work>> = BTreeMap::new();
-        let now = chrono::Utc::now();
-        let pulls = self.exec.pull_failures();
         for action in actions {
             if self.exec.is_busy(action_uid(&action)) {
                 continue;
@@ -318,10 +317,6 @@ impl Loop {
                     let Some(want) = desired.pods.get(&uid) else {
                         continue;
                     };
-                    if pulls.get(&uid).is_some_and(|f| f.retry_at > now) {
-                        // Backing off after a failed pull.
-                        continue;
-                    }
                     work.entry(uid)
                         .or_default()
                         .push(Work::Start(Box::new(want.clone())));

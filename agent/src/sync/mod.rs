@@ -10,4 +10,3 @@ mod worker;
 pub use agent::NodeAgent;
 pub use join::{JoinError, join};
 pub use link::{AckToken, HubLink, LinkCounters, LinkError, LinkEvent, MqttLink, Seq};
-pub use worker::PullFailure;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use skiff_api::protocol::{SCHEMA_VERSION, Up};
 use skiff_api::resources::{Container, Pod, PullPolicy as SpecPullPolicy};
 use tokio::sync::mpsc;
@@ -16,7 +16,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use super::link::{HubLink, Seq};
 use crate::image::{ImageStore, LocalImage, PullPolicy};
-use crate::reconcile::{DesiredPod, restart_delay, spec_hash};
+use crate::reconcile::{DesiredPod, PullFailure, restart_delay, spec_hash};
 use crate::runtime::{ContainerRuntime, PodToStart};
 
 /// A runtime action the loop hands to a pod's task.
@@ -26,18 +26,6 @@ pub(crate) enum Work {
     Stop,
     Remove,
     RestartContainer(String),
-}
-
-/// Why a pod could not start because of an image, as the status shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullFailure {
-    pub container: String,
-    pub image: String,
-    pub message: String,
-    /// Failures in a row; the back-off grows with them.
-    pub failures: u32,
-    /// No pull is tried before this.
-    pub retry_at: DateTime<Utc>,
 }
 
 /// Sends pod events to the hub; events are best effort (dropped while disconnected).
