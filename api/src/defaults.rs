@@ -219,7 +219,9 @@ fn default_probe(p: &mut Probe) {
 
 /// `Always` for `:latest` or untagged images, else `IfNotPresent`. A digest pins the
 /// image, so it counts as tagged.
-fn default_pull_policy(image: &str) -> PullPolicy {
+/// Kubernetes' default `imagePullPolicy` for an image reference: Always for `:latest` or
+/// no tag, IfNotPresent for any other tag or a digest.
+pub fn default_pull_policy(image: &str) -> PullPolicy {
     if image.contains('@') {
         return PullPolicy::IfNotPresent;
     }

@@ -16,7 +16,7 @@ mod selector;
 mod time;
 mod validation;
 
-pub use defaults::apply_defaults;
+pub use defaults::{apply_defaults, default_pull_policy};
 pub use kind::{Kind, UnknownKind};
 pub use manifest::{ManifestError, parse_manifests, parse_object_json};
 pub use meta::{ObjectMeta, OwnerReference, Revision, Uid};

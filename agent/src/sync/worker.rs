@@ -314,25 +314,16 @@ impl Task {
     }
 }
 
-/// The pull policy Kubernetes applies: as written, else Always for `:latest` or no tag,
-/// IfNotPresent otherwise.
+/// The pull policy as written, else Kubernetes' default for the reference (the hub
+/// defaults it, but a pod stored by an older hub may lack it).
 pub(crate) fn pull_policy(c: &Container) -> PullPolicy {
-    match c.image_pull_policy {
-        Some(SpecPullPolicy::Always) => PullPolicy::Always,
-        Some(SpecPullPolicy::Never) => PullPolicy::Never,
-        Some(SpecPullPolicy::IfNotPresent) => PullPolicy::IfNotPresent,
-        None => {
-            let name = c.image.split('@').next().unwrap_or(&c.image);
-            let last = name.rsplit('/').next().unwrap_or(name);
-            if c.image.contains('@') {
-                PullPolicy::IfNotPresent
-            } else {
-                match last.split_once(':') {
-                    Some((_, "latest")) | None => PullPolicy::Always,
-                    Some(_) => PullPolicy::IfNotPresent,
-                }
-            }
-        }
+    match c
+        .image_pull_policy
+        .unwrap_or_else(|| skiff_api::default_pull_policy(&c.image))
+    {
+        SpecPullPolicy::Always => PullPolicy::Always,
+        SpecPullPolicy::Never => PullPolicy::Never,
+        SpecPullPolicy::IfNotPresent => PullPolicy::IfNotPresent,
     }
 }
 
