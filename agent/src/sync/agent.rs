@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::link::{HubLink, LinkEvent, Seq};
 use crate::node::{self, HostPaths};
+use crate::probe::ProbeResults;
 use crate::reconcile::{Action, Desired, Observed, reconcile, spec_hash};
 use crate::runtime::{ContainerRuntime, PodToStart};
 use crate::state::{Applied, StateDb};
@@ -58,6 +59,10 @@ struct Loop {
     node_status: Option<NodeStatus>,
     /// When the last unanswered sync was sent.
     sync_sent: Option<tokio::time::Instant>,
+    /// Where each container's crash-loop back-off was last reset (see
+    /// [`Action::ResetBackoff`]). Kept in memory: after an agent restart a back-off counts
+    /// every restart again, erring on the long side.
+    backoff_resets: BTreeMap<(String, String), i32>,
 }
 
 impl NodeAgent {
@@ -77,6 +82,7 @@ impl NodeAgent {
             reported,
             node_status: None,
             sync_sent: None,
+            backoff_resets: BTreeMap::new(),
         };
         l.run(shutdown)
             .instrument(info_span!("agent", node = %node))
@@ -261,17 +267,21 @@ impl Loop {
                     return;
                 }
             };
-            let pods = match self.a.runtime.list() {
+            let pods: BTreeMap<String, _> = match self.a.runtime.list() {
                 Ok(p) => p.into_iter().map(|p| (p.uid.clone(), p)).collect(),
                 Err(e) => {
                     error!(error = %e, "cannot list the runtime");
                     return;
                 }
             };
+            self.backoff_resets
+                .retain(|(uid, _), _| pods.contains_key(uid));
             let observed = Observed {
                 pods,
                 reported: self.reported.clone(),
                 host_ip: self.host_ip(),
+                probes: ProbeResults::passing(),
+                backoff_resets: self.backoff_resets.clone(),
                 now: chrono::Utc::now(),
             };
             let actions = reconcile(&desired, &observed);
@@ -333,6 +343,23 @@ impl Loop {
                         Err(e) => error!(pod = %uid, error = %e, "cannot restart container"),
                     }
                 }
+                Action::KillContainer {
+                    uid,
+                    container,
+                    message,
+                } => {
+                    if self.kill_container(desired, &uid, &container, message) {
+                        changed = true;
+                    }
+                }
+                Action::ResetBackoff {
+                    uid,
+                    container,
+                    restart_count,
+                } => {
+                    debug!(pod = %uid, container = %container, restart_count, "back-off reset");
+                    self.backoff_resets.insert((uid, container), restart_count);
+                }
                 Action::ReportStatus {
                     uid,
                     namespace,
@@ -373,5 +400,39 @@ impl Loop {
             }
         }
         changed
+    }
+
+    /// Kills a container its probes found dead, and records why as an event on the pod.
+    /// True when it was killed.
+    fn kill_container(
+        &self,
+        desired: &Desired,
+        uid: &str,
+        container: &str,
+        message: String,
+    ) -> bool {
+        if let Err(e) = self.a.runtime.kill_container(uid, container) {
+            error!(pod = %uid, container = %container, error = %e, "cannot kill container");
+            return false;
+        }
+        info!(pod = %uid, container = %container, %message, "killed container");
+        let Some(want) = desired.pods.get(uid).filter(|_| self.connected) else {
+            return true;
+        };
+        let (namespace, name) = (
+            want.pod.metadata.namespace_or_empty().to_string(),
+            want.pod.metadata.name.clone(),
+        );
+        self.send(&Up::PodEvent {
+            v: SCHEMA_VERSION,
+            seq: self.a.seq.next(),
+            namespace,
+            name,
+            uid: uid.to_string(),
+            type_: "Warning".to_string(),
+            reason: "Unhealthy".to_string(),
+            message,
+        });
+        true
     }
 }
