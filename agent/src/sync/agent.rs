@@ -16,7 +16,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::link::{HubLink, LinkEvent, Seq};
 use crate::node::{self, HostPaths};
-use crate::probe::ProbeResults;
+use crate::probe::ProbeManager;
 use crate::reconcile::{Action, Desired, Observed, reconcile, spec_hash};
 use crate::runtime::{ContainerRuntime, PodToStart};
 use crate::state::{Applied, StateDb};
@@ -63,6 +63,7 @@ struct Loop {
     /// [`Action::ResetBackoff`]). Kept in memory: after an agent restart a back-off counts
     /// every restart again, erring on the long side.
     backoff_resets: BTreeMap<(String, String), i32>,
+    probes: ProbeManager,
 }
 
 impl NodeAgent {
@@ -76,6 +77,7 @@ impl NodeAgent {
                 BTreeMap::new()
             }
         };
+        let probes = ProbeManager::start(self.runtime.clone());
         let mut l = Loop {
             a: self,
             connected: false,
@@ -83,6 +85,7 @@ impl NodeAgent {
             node_status: None,
             sync_sent: None,
             backoff_resets: BTreeMap::new(),
+            probes,
         };
         l.run(shutdown)
             .instrument(info_span!("agent", node = %node))
@@ -142,6 +145,8 @@ impl Loop {
                     }
                 }
                 _ = resync.tick() => self.pass(),
+                // A probe result settled differently: report readiness, act on liveness.
+                _ = self.probes.changed() => self.pass(),
             }
         }
     }
@@ -276,11 +281,12 @@ impl Loop {
             };
             self.backoff_resets
                 .retain(|(uid, _), _| pods.contains_key(uid));
+            self.probes.track(&desired, &pods);
             let observed = Observed {
                 pods,
                 reported: self.reported.clone(),
                 host_ip: self.host_ip(),
-                probes: ProbeResults::passing(),
+                probes: self.probes.results(),
                 backoff_resets: self.backoff_resets.clone(),
                 now: chrono::Utc::now(),
             };
