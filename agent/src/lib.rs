@@ -5,6 +5,7 @@
 pub mod config;
 pub mod image;
 pub mod node;
+pub mod probe;
 pub mod reconcile;
 mod run;
 pub mod runtime;

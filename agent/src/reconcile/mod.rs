@@ -1,6 +1,7 @@
 //! The reconciler: a pure function from the desired pods (as persisted) and what the
 //! runtime shows (plus the statuses last reported) to the actions that bring them
-//! together. No I/O, no clock: `now` comes in with the observation.
+//! together. No I/O, no clock: `now` comes in with the observation, and so do the
+//! settled probe results (see [`crate::probe`]).
 
 mod pending;
 mod status;
@@ -11,7 +12,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use skiff_api::resources::{Pod, PodStatus, RestartPolicy};
 
-use crate::runtime::{ObservedPod, RunState};
+use crate::probe::ProbeResults;
+use crate::runtime::{Exit, ObservedContainer, ObservedPod, RunState};
 
 pub use pending::{PullFailure, pending_status};
 pub use status::pod_status;
@@ -30,13 +32,18 @@ pub struct Desired {
     pub pods: BTreeMap<String, DesiredPod>,
 }
 
-/// What is: runtime pods and last reported statuses by uid, the node's address and the
-/// time of the observation.
+/// What is: runtime pods and last reported statuses by uid, the node's address, the
+/// probes' settled results, the crash-loop back-off resets and the time of the
+/// observation.
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub pods: BTreeMap<String, ObservedPod>,
     pub reported: BTreeMap<String, PodStatus>,
     pub host_ip: Option<String>,
+    pub probes: ProbeResults,
+    /// By (pod uid, container): the restart count at which the container's crash-loop
+    /// back-off was last reset (see [`Action::ResetBackoff`]).
+    pub backoff_resets: BTreeMap<(String, String), i32>,
     pub now: DateTime<Utc>,
     /// Pods whose last image pull failed, by uid.
     pub pulls: BTreeMap<String, PullFailure>,
@@ -52,6 +59,21 @@ pub enum Action {
     RemovePod { uid: String },
     /// Start an exited container again.
     RestartContainer { uid: String, container: String },
+    /// Kill a running container whose liveness or startup probe failed; it is then
+    /// restarted (or not) by its restart policy like any exited container. `message` is
+    /// the event to record ("Liveness probe failed: ...").
+    KillContainer {
+        uid: String,
+        container: String,
+        message: String,
+    },
+    /// The container ran long enough before it exited that its crash-loop back-off
+    /// starts over: remember `restart_count` as the point the back-off counts from.
+    ResetBackoff {
+        uid: String,
+        container: String,
+        restart_count: i32,
+    },
     /// Tell the hub the pod's status.
     ReportStatus {
         uid: String,
@@ -91,6 +113,26 @@ pub fn restart_delay(restart_count: i32) -> Duration {
     }
     let doublings = (restart_count - 1).min(16) as u32;
     BACKOFF_BASE.saturating_mul(1 << doublings).min(BACKOFF_MAX)
+}
+
+/// A container that ran this long before it exited is not crash-looping: its back-off
+/// starts over (as in Kubernetes).
+pub(crate) const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(600);
+
+/// The restarts that count towards `c`'s back-off after it ended with `exit`: none
+/// after a run of [`BACKOFF_RESET_AFTER`] or more, else those since the last reset.
+pub(crate) fn crash_streak(c: &ObservedContainer, exit: &Exit, reset_at: Option<i32>) -> i32 {
+    let ran = (exit.finished_at - exit.started_at)
+        .to_std()
+        .unwrap_or(Duration::ZERO);
+    if ran >= BACKOFF_RESET_AFTER {
+        return 0;
+    }
+    match reset_at {
+        // A reset recorded for an earlier pod with this uid (higher count) is stale.
+        Some(at) if at <= c.restart_count => c.restart_count - at,
+        _ => c.restart_count,
+    }
 }
 
 /// Whether a container that exited with `exit_code` is restarted under `policy`.
@@ -145,15 +187,39 @@ pub fn reconcile(desired: &Desired, observed: &Observed) -> Vec<Action> {
         }
         let policy = policy(&want.pod);
         for c in &have.containers {
-            if let RunState::Exited(exit) = c.state {
-                let due = exit.finished_at
-                    + chrono::Duration::from_std(restart_delay(c.restart_count))
-                        .expect("delay fits");
-                if restarts(policy, exit.exit_code) && observed.now >= due {
-                    actions.push(Action::RestartContainer {
-                        uid: uid.clone(),
-                        container: c.name.clone(),
-                    });
+            match c.state {
+                RunState::Exited(exit) => {
+                    if !restarts(policy, exit.exit_code) {
+                        continue;
+                    }
+                    let key = (uid.clone(), c.name.clone());
+                    let reset_at = observed.backoff_resets.get(&key).copied();
+                    let streak = crash_streak(c, &exit, reset_at);
+                    if streak == 0 && c.restart_count > 0 && reset_at != Some(c.restart_count) {
+                        actions.push(Action::ResetBackoff {
+                            uid: uid.clone(),
+                            container: c.name.clone(),
+                            restart_count: c.restart_count,
+                        });
+                    }
+                    let due = exit.finished_at
+                        + chrono::Duration::from_std(restart_delay(streak)).expect("delay fits");
+                    if observed.now >= due {
+                        actions.push(Action::RestartContainer {
+                            uid: uid.clone(),
+                            container: c.name.clone(),
+                        });
+                    }
+                }
+                RunState::Running { .. } => {
+                    let spec = want.pod.spec.containers.iter().find(|s| s.name == c.name);
+                    if let Some(message) = observed.probes.health(uid, spec, c).kill {
+                        actions.push(Action::KillContainer {
+                            uid: uid.clone(),
+                            container: c.name.clone(),
+                            message,
+                        });
+                    }
                 }
             }
         }
@@ -162,6 +228,7 @@ pub fn reconcile(desired: &Desired, observed: &Observed) -> Vec<Action> {
             have,
             observed.reported.get(uid),
             observed.host_ip.as_deref(),
+            &observed.probes,
             observed.now,
         );
         if observed.reported.get(uid) != Some(&status) {
@@ -188,6 +255,7 @@ pub fn reconcile(desired: &Desired, observed: &Observed) -> Vec<Action> {
                 have,
                 observed.reported.get(uid),
                 observed.host_ip.as_deref(),
+                &observed.probes,
                 observed.now,
             );
             actions.push(Action::ReportStatus {

@@ -1,5 +1,7 @@
 //! Pod status from an observation: phase, conditions and container statuses, computed
-//! the way the kubelet does, without probes (a running container is ready).
+//! the way the kubelet does: a running container is started once its startup probe (if
+//! any) passed and ready once its readiness probe (if any) passed; the pod's
+//! ContainersReady and Ready conditions follow its containers.
 
 use chrono::{DateTime, Utc};
 use skiff_api::Time;
@@ -9,6 +11,7 @@ use skiff_api::resources::{
 };
 
 use super::{policy, restarts};
+use crate::probe::{Health, ProbeResults};
 use crate::runtime::{Exit, ExitReason, ObservedContainer, ObservedPod, RunState};
 
 fn terminated(e: &Exit, container_id: &str) -> ContainerStateTerminated {
@@ -31,7 +34,7 @@ fn terminated(e: &Exit, container_id: &str) -> ContainerStateTerminated {
     }
 }
 
-fn container_status(c: &ObservedContainer, will_restart: bool) -> ContainerStatus {
+fn container_status(c: &ObservedContainer, will_restart: bool, health: &Health) -> ContainerStatus {
     let state = match c.state {
         RunState::Running { started_at } => ContainerState {
             running: Some(ContainerStateRunning {
@@ -56,7 +59,6 @@ fn container_status(c: &ObservedContainer, will_restart: bool) -> ContainerStatu
         (RunState::Exited(e), true) => Some(e),
         _ => c.last_exit,
     };
-    let running = matches!(c.state, RunState::Running { .. });
     ContainerStatus {
         name: c.name.clone(),
         state,
@@ -66,12 +68,12 @@ fn container_status(c: &ObservedContainer, will_restart: bool) -> ContainerStatu
                 ..ContainerState::default()
             })
             .unwrap_or_default(),
-        ready: running,
+        ready: health.ready,
         restart_count: c.restart_count,
         image: c.image.clone(),
         image_id: String::new(),
         container_id: Some(c.container_id.clone()),
-        started: Some(running),
+        started: Some(health.started),
     }
 }
 
@@ -83,9 +85,14 @@ pub fn pod_status(
     have: &ObservedPod,
     previous: Option<&PodStatus>,
     host_ip: Option<&str>,
+    probes: &ProbeResults,
     now: DateTime<Utc>,
 ) -> PodStatus {
     let policy = policy(pod);
+    let health = |c: &ObservedContainer| {
+        let spec = pod.spec.containers.iter().find(|s| s.name == c.name);
+        probes.health(&have.uid, spec, c)
+    };
     let will_restart = |c: &ObservedContainer| match c.state {
         RunState::Exited(e) => restarts(policy, e.exit_code),
         RunState::Running { .. } => false,
@@ -93,12 +100,21 @@ pub fn pod_status(
     let containers: Vec<ContainerStatus> = have
         .containers
         .iter()
-        .map(|c| container_status(c, will_restart(c)))
+        .map(|c| container_status(c, will_restart(c), &health(c)))
         .collect();
     let init: Vec<ContainerStatus> = have
         .init_containers
         .iter()
-        .map(|c| container_status(c, false))
+        .map(|c| {
+            // Init containers have no probes: running is started.
+            let running = matches!(c.state, RunState::Running { .. });
+            let health = Health {
+                started: running,
+                ready: running,
+                kill: None,
+            };
+            container_status(c, false, &health)
+        })
         .collect();
     let any_active = have
         .containers

@@ -3,6 +3,7 @@ use skiff_api::Uid;
 use skiff_api::resources::{Container, PodPhase, RestartPolicy};
 
 use super::*;
+use crate::probe::{ContainerProbes, Instance, ProbeKind, ProbeResult};
 use crate::runtime::{Exit, ExitReason, ObservedContainer};
 
 fn t(secs: i64) -> DateTime<Utc> {
@@ -86,6 +87,8 @@ fn observed(pods: Vec<ObservedPod>, now: i64) -> Observed {
         pods: pods.into_iter().map(|p| (p.uid.clone(), p)).collect(),
         reported: BTreeMap::new(),
         host_ip: Some("192.0.2.1".into()),
+        probes: ProbeResults::default(),
+        backoff_resets: BTreeMap::new(),
         now: t(now),
         pulls: BTreeMap::new(),
     }
@@ -104,6 +107,16 @@ fn summary(actions: &[Action]) -> Vec<String> {
                 format!("report {uid} {}", status.phase.unwrap())
             }
             Action::ForgetStatus { uid } => format!("forget {uid}"),
+            Action::KillContainer {
+                uid,
+                container,
+                message,
+            } => format!("kill {uid}/{container}: {message}"),
+            Action::ResetBackoff {
+                uid,
+                container,
+                restart_count,
+            } => format!("reset back-off {uid}/{container} at {restart_count}"),
         })
         .collect()
 }
@@ -312,4 +325,241 @@ fn a_pod_being_created_without_trouble_reports_nothing_yet() {
     let d = desired(&[(&p, 3)]);
     let actions = reconcile(&d, &observed(vec![], 5));
     assert_eq!(actions, vec![Action::StartPod { uid: "a".into() }]);
+}
+
+/// A container that ran from `started` to `finished` and has restarted `restarts` times.
+fn ran(mut o: ObservedPod, started: i64, finished: i64, restarts: i32) -> ObservedPod {
+    for c in &mut o.containers {
+        c.restart_count = restarts;
+        c.state = RunState::Exited(Exit {
+            exit_code: 1,
+            started_at: t(started),
+            finished_at: t(finished),
+            reason: ExitReason::Plain,
+        });
+    }
+    o
+}
+
+#[test]
+fn backoff_reset_table() {
+    let p = pod("a", "app:1", None);
+    let d = desired(&[(&p, 5)]);
+    let with_reset = |mut o: Observed, at: i32| {
+        o.backoff_resets.insert(("a".into(), "main".into()), at);
+        o
+    };
+    let cases: Vec<(&str, Observed, Vec<&str>)> = vec![
+        (
+            "ran 10 minutes: back-off starts over, restarted at once",
+            observed(vec![ran(running(&p, 5), 0, 600, 5)], 600),
+            vec![
+                "reset back-off a/main at 5",
+                "restart a/main",
+                "report a Running",
+            ],
+        ),
+        (
+            "ran just under 10 minutes: still in the loop (5 restarts: 160 s)",
+            observed(vec![ran(running(&p, 5), 0, 599, 5)], 700),
+            vec!["report a Running"],
+        ),
+        (
+            "ran just under 10 minutes: restarted once the full back-off passed",
+            observed(vec![ran(running(&p, 5), 0, 599, 5)], 759),
+            vec!["restart a/main", "report a Running"],
+        ),
+        (
+            "the reset already recorded is not asked for again",
+            with_reset(observed(vec![ran(running(&p, 5), 0, 700, 5)], 700), 5),
+            vec!["restart a/main", "report a Running"],
+        ),
+        (
+            "first crash after a reset waits 10 s, not 5 min",
+            with_reset(observed(vec![ran(running(&p, 5), 700, 705, 6)], 714), 5),
+            vec!["report a Running"],
+        ),
+        (
+            "first crash after a reset: restarted after 10 s",
+            with_reset(observed(vec![ran(running(&p, 5), 700, 705, 6)], 715), 5),
+            vec!["restart a/main", "report a Running"],
+        ),
+        (
+            "second crash after a reset: 20 s",
+            with_reset(observed(vec![ran(running(&p, 5), 720, 725, 7)], 744), 5),
+            vec!["report a Running"],
+        ),
+        (
+            "a reset recorded above the restart count belongs to an older pod",
+            with_reset(observed(vec![ran(running(&p, 5), 0, 5, 3)], 44), 9),
+            vec!["report a Running"],
+        ),
+    ];
+    for (name, o, want) in cases {
+        assert_eq!(summary(&reconcile(&d, &o)), want, "{name}");
+    }
+}
+
+fn probed(readiness: bool, liveness: bool, startup: bool) -> Pod {
+    let mut p = pod("a", "app:1", None);
+    let probe = || Some(Box::new(skiff_api::resources::Probe::default()));
+    let c = &mut p.spec.containers[0];
+    if readiness {
+        c.readiness_probe = probe();
+    }
+    if liveness {
+        c.liveness_probe = probe();
+    }
+    if startup {
+        c.startup_probe = probe();
+    }
+    p
+}
+
+/// Settled results for the running `main` container of pod `a` (as `running` makes it).
+fn results(container_id: &str, kinds: &[(ProbeKind, ProbeResult)]) -> ProbeResults {
+    let mut r = ProbeResults::default();
+    r.by_container.insert(
+        ("a".into(), "main".into()),
+        ContainerProbes {
+            instance: Instance {
+                container_id: container_id.into(),
+                started_at: t(0),
+            },
+            results: kinds.iter().cloned().collect(),
+        },
+    );
+    r
+}
+
+fn ready_of(actions: &[Action]) -> (bool, String, String) {
+    let Some(Action::ReportStatus { status, .. }) = actions.last() else {
+        panic!("expected a report: {actions:?}");
+    };
+    let cond = |ty: &str| {
+        let c = status.conditions.iter().find(|c| c.type_ == ty).unwrap();
+        format!("{:?}", c.status)
+    };
+    (
+        status.container_statuses[0].ready,
+        cond("ContainersReady"),
+        cond("Ready"),
+    )
+}
+
+#[test]
+fn probes_table() {
+    use ProbeKind::{Liveness, Readiness, Startup};
+    let fail = |m: &str| ProbeResult::Failure(m.into());
+    let cases: Vec<(&str, Pod, ProbeResults, Vec<&str>, bool)> = vec![
+        (
+            "readiness not yet passed: not ready",
+            probed(true, false, false),
+            ProbeResults::default(),
+            vec!["report a Running"],
+            false,
+        ),
+        (
+            "readiness passed: ready",
+            probed(true, false, false),
+            results("sim://main", &[(Readiness, ProbeResult::Success)]),
+            vec!["report a Running"],
+            true,
+        ),
+        (
+            "readiness failed: not ready, nothing killed",
+            probed(true, false, false),
+            results("sim://main", &[(Readiness, fail("HTTP 503"))]),
+            vec!["report a Running"],
+            false,
+        ),
+        (
+            "readiness passed in an earlier run only: not ready",
+            probed(true, false, false),
+            results("sim://old", &[(Readiness, ProbeResult::Success)]),
+            vec!["report a Running"],
+            false,
+        ),
+        (
+            "liveness failed: killed, still ready until it is",
+            probed(false, true, false),
+            results("sim://main", &[(Liveness, fail("connection refused"))]),
+            vec![
+                "kill a/main: Liveness probe failed: connection refused",
+                "report a Running",
+            ],
+            true,
+        ),
+        (
+            "liveness failed in an earlier run: not killed again",
+            probed(false, true, false),
+            results("sim://old", &[(Liveness, fail("connection refused"))]),
+            vec!["report a Running"],
+            true,
+        ),
+        (
+            "startup pending: neither started nor ready",
+            probed(false, true, true),
+            results("sim://main", &[(Startup, ProbeResult::Unknown)]),
+            vec!["report a Running"],
+            false,
+        ),
+        (
+            "startup failed: killed",
+            probed(false, true, true),
+            results("sim://main", &[(Startup, fail("exit code 1"))]),
+            vec![
+                "kill a/main: Startup probe failed: exit code 1",
+                "report a Running",
+            ],
+            false,
+        ),
+        (
+            "startup passed, no readiness probe: ready",
+            probed(false, true, true),
+            results("sim://main", &[(Startup, ProbeResult::Success)]),
+            vec!["report a Running"],
+            true,
+        ),
+        (
+            "a runtime without processes: probes pass",
+            probed(true, true, true),
+            ProbeResults::passing(),
+            vec!["report a Running"],
+            true,
+        ),
+    ];
+    for (name, p, probes, want, ready) in cases {
+        let d = desired(&[(&p, 5)]);
+        let mut o = observed(vec![running(&p, 5)], 1);
+        o.probes = probes;
+        let actions = reconcile(&d, &o);
+        assert_eq!(summary(&actions), want, "{name}");
+        let cond = if ready { "True" } else { "False" };
+        assert_eq!(
+            ready_of(&actions),
+            (ready, cond.to_string(), cond.to_string()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_readiness_flip_is_reported_again() {
+    let p = probed(true, false, false);
+    let d = desired(&[(&p, 5)]);
+    let mut o = observed(vec![running(&p, 5)], 1);
+    let first = reconcile(&d, &o);
+    let Some(Action::ReportStatus { status, .. }) = first.last() else {
+        panic!("expected a report: {first:?}");
+    };
+    o.reported.insert("a".into(), (**status).clone());
+    assert_eq!(reconcile(&d, &o), vec![], "nothing changed");
+    o.probes = results(
+        "sim://main",
+        &[(ProbeKind::Readiness, ProbeResult::Success)],
+    );
+    o.now = t(30);
+    let flipped = reconcile(&d, &o);
+    assert_eq!(ready_of(&flipped), (true, "True".into(), "True".into()));
 }

@@ -83,6 +83,19 @@ pub trait ContainerRuntime: Send + Sync + std::fmt::Debug {
     fn remove_pod(&self, uid: &str) -> Result<(), RuntimeError>;
     /// Starts an exited container again, counting the restart.
     fn restart_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError>;
+    /// Kills one running container (its liveness or startup probe failed); it then shows
+    /// as exited, and restarts only through [`ContainerRuntime::restart_container`].
+    fn kill_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
+        let _ = (uid, container);
+        Err(RuntimeError::Unsupported {
+            what: "kill a single container",
+        })
+    }
+    /// Whether its containers have anything for probes to reach. A runtime without
+    /// processes answers false, and every probe then counts as passing.
+    fn runs_probes(&self) -> bool {
+        true
+    }
     /// Every pod the runtime holds.
     fn list(&self) -> Result<Vec<ObservedPod>, RuntimeError>;
     /// Starts a process inside a running container.

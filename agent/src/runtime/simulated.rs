@@ -249,6 +249,39 @@ impl ContainerRuntime for SimulatedRuntime {
         })
     }
 
+    fn kill_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
+        self.update(uid, |pod| {
+            let c = pod
+                .observed
+                .containers
+                .iter_mut()
+                .find(|c| c.name == container)
+                .ok_or_else(|| RuntimeError::NoSuchContainer {
+                    uid: uid.to_string(),
+                    container: container.to_string(),
+                })?;
+            let RunState::Running { started_at } = c.state else {
+                return Err(RuntimeError::NotRunning {
+                    uid: uid.to_string(),
+                    container: container.to_string(),
+                });
+            };
+            // SIGKILL: 128 + 9.
+            c.state = RunState::Exited(Exit {
+                exit_code: 137,
+                started_at,
+                finished_at: Utc::now(),
+                reason: ExitReason::Plain,
+            });
+            Ok(())
+        })
+    }
+
+    fn runs_probes(&self) -> bool {
+        // No process exists behind a simulated container.
+        false
+    }
+
     fn list(&self) -> Result<Vec<ObservedPod>, RuntimeError> {
         Ok(self
             .pods

@@ -18,6 +18,7 @@ use super::link::{HubLink, LinkEvent, Seq};
 use super::worker::{Events, Executor, Work};
 use crate::image::ImageStore;
 use crate::node::{self, HostPaths};
+use crate::probe::ProbeManager;
 use crate::reconcile::{Action, Desired, Observed, reconcile};
 use crate::runtime::ContainerRuntime;
 use crate::state::{Applied, StateDb};
@@ -61,6 +62,11 @@ struct Loop {
     node_status: Option<NodeStatus>,
     /// When the last unanswered sync was sent.
     sync_sent: Option<tokio::time::Instant>,
+    /// Where each container's crash-loop back-off was last reset (see
+    /// [`Action::ResetBackoff`]). Kept in memory: after an agent restart a back-off counts
+    /// every restart again, erring on the long side.
+    backoff_resets: BTreeMap<(String, String), i32>,
+    probes: ProbeManager,
 }
 
 impl NodeAgent {
@@ -79,6 +85,7 @@ impl NodeAgent {
             seq: self.seq.clone(),
         };
         let (exec, done) = Executor::new(self.runtime.clone(), self.images.clone(), events);
+        let probes = ProbeManager::start(self.runtime.clone());
         let mut l = Loop {
             exec,
             a: self,
@@ -86,6 +93,8 @@ impl NodeAgent {
             reported,
             node_status: None,
             sync_sent: None,
+            backoff_resets: BTreeMap::new(),
+            probes,
         };
         l.run(shutdown, done)
             .instrument(info_span!("agent", node = %node))
@@ -157,6 +166,8 @@ impl Loop {
                     }
                     self.pass();
                 }
+                // A probe result settled differently: report readiness, act on liveness.
+                _ = self.probes.changed() => self.pass(),
             }
         }
     }
@@ -283,17 +294,22 @@ impl Loop {
                     return;
                 }
             };
-            let pods = match self.a.runtime.list() {
+            let pods: BTreeMap<String, _> = match self.a.runtime.list() {
                 Ok(p) => p.into_iter().map(|p| (p.uid.clone(), p)).collect(),
                 Err(e) => {
                     error!(error = %e, "cannot list the runtime");
                     return;
                 }
             };
+            self.backoff_resets
+                .retain(|(uid, _), _| pods.contains_key(uid));
+            self.probes.track(&desired, &pods);
             let observed = Observed {
                 pods,
                 reported: self.reported.clone(),
                 host_ip: self.host_ip(),
+                probes: self.probes.results(),
+                backoff_resets: self.backoff_resets.clone(),
                 now: chrono::Utc::now(),
                 pulls: self.exec.pull_failures(),
             };
@@ -331,6 +347,36 @@ impl Loop {
                     .entry(uid)
                     .or_default()
                     .push(Work::RestartContainer(container)),
+                Action::KillContainer {
+                    uid,
+                    container,
+                    message,
+                } => {
+                    let (namespace, name) = desired
+                        .pods
+                        .get(&uid)
+                        .map(|w| {
+                            (
+                                w.pod.metadata.namespace_or_empty().to_string(),
+                                w.pod.metadata.name.clone(),
+                            )
+                        })
+                        .unwrap_or_default();
+                    work.entry(uid).or_default().push(Work::KillContainer {
+                        container,
+                        message,
+                        namespace,
+                        name,
+                    });
+                }
+                Action::ResetBackoff {
+                    uid,
+                    container,
+                    restart_count,
+                } => {
+                    debug!(pod = %uid, container = %container, restart_count, "back-off reset");
+                    self.backoff_resets.insert((uid, container), restart_count);
+                }
                 Action::ReportStatus {
                     uid,
                     namespace,
@@ -383,6 +429,8 @@ fn action_uid(a: &Action) -> &str {
         | Action::StopPod { uid }
         | Action::RemovePod { uid }
         | Action::RestartContainer { uid, .. }
+        | Action::KillContainer { uid, .. }
+        | Action::ResetBackoff { uid, .. }
         | Action::ReportStatus { uid, .. }
         | Action::ForgetStatus { uid } => uid,
     }

@@ -26,6 +26,13 @@ pub(crate) enum Work {
     Stop,
     Remove,
     RestartContainer(String),
+    /// A probe found the container dead: kill it (it then restarts under its policy).
+    KillContainer {
+        container: String,
+        message: String,
+        namespace: String,
+        name: String,
+    },
 }
 
 /// Sends pod events to the hub; events are best effort (dropped while disconnected).
@@ -37,11 +44,24 @@ pub(crate) struct Events {
 
 impl Events {
     pub(crate) fn send(&self, pod: &Pod, uid: &str, warning: bool, reason: &str, message: String) {
+        let ns = pod.metadata.namespace_or_empty();
+        self.send_named(ns, &pod.metadata.name, uid, warning, reason, message);
+    }
+
+    pub(crate) fn send_named(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        warning: bool,
+        reason: &str,
+        message: String,
+    ) {
         let msg = Up::PodEvent {
             v: SCHEMA_VERSION,
             seq: self.seq.next(),
-            namespace: pod.metadata.namespace_or_empty().to_string(),
-            name: pod.metadata.name.clone(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
             uid: uid.to_string(),
             type_: if warning { "Warning" } else { "Normal" }.to_string(),
             reason: reason.to_string(),
@@ -151,6 +171,36 @@ impl Task {
         let rt = self.runtime.clone();
         match work {
             Work::Start(want) => self.start(*want).await,
+            Work::KillContainer {
+                container,
+                message,
+                namespace,
+                name,
+            } => {
+                let c = container.clone();
+                match blocking(move || rt.kill_container(&uid, &c)).await {
+                    Ok(Ok(())) => {
+                        info!(pod = %self.uid, container = %container, %message, "killed container");
+                        self.events.send_named(
+                            &namespace,
+                            &name,
+                            &self.uid,
+                            true,
+                            "Unhealthy",
+                            message,
+                        );
+                        true
+                    }
+                    Ok(Err(e)) => {
+                        error!(pod = %self.uid, container = %container, error = %e, "cannot kill container");
+                        false
+                    }
+                    Err(e) => {
+                        error!(container = %container, error = %e, "killing panicked");
+                        false
+                    }
+                }
+            }
             Work::Stop => match blocking(move || rt.stop_pod(&uid)).await {
                 Ok(Ok(())) => {
                     info!(pod = %self.uid, "stopped pod");
