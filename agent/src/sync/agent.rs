@@ -19,6 +19,7 @@ use crate::node::{self, HostPaths};
 use crate::reconcile::{Action, Desired, Observed, reconcile, spec_hash};
 use crate::runtime::{ContainerRuntime, PodToStart};
 use crate::state::{Applied, StateDb};
+use crate::stream::StreamServer;
 
 /// How often the loop looks at the runtime even when nothing arrives (restarts after
 /// a crash-loop backoff, containers that exited).
@@ -58,6 +59,7 @@ struct Loop {
     node_status: Option<NodeStatus>,
     /// When the last unanswered sync was sent.
     sync_sent: Option<tokio::time::Instant>,
+    streams: StreamServer,
 }
 
 impl NodeAgent {
@@ -71,7 +73,9 @@ impl NodeAgent {
                 BTreeMap::new()
             }
         };
+        let streams = StreamServer::new(self.runtime.clone(), self.link.clone(), self.seq.clone());
         let mut l = Loop {
+            streams,
             a: self,
             connected: false,
             reported,
@@ -110,6 +114,13 @@ impl Loop {
                         self.pass();
                     }
                     Some(LinkEvent::Disconnected) => self.connected = false,
+                    // Stream control is acted on at once and never persisted.
+                    Some(LinkEvent::Down { msg, ack }) if msg.is_stream() => {
+                        self.streams.handle(&msg);
+                        if let Err(e) = self.a.link.ack(ack) {
+                            warn!(error = %e, "cannot acknowledge");
+                        }
+                    }
                     Some(LinkEvent::Down { msg, ack }) => {
                         if self.down(&msg) {
                             if let Err(e) = self.a.link.ack(ack) {
@@ -160,6 +171,10 @@ impl Loop {
                 ..
             } => ("delete", format!("{namespace}/{name}"), *revision),
             Down::SyncDone { revision, .. } => ("syncDone", String::new(), *revision),
+            Down::StreamOpen { .. }
+            | Down::StreamInput { .. }
+            | Down::StreamAck { .. }
+            | Down::StreamClose { .. } => return true,
         };
         let _g = info_span!("message", kind, pod = %pod, revision).entered();
         match self.a.db.apply(msg) {

@@ -20,7 +20,9 @@ mod delete;
 mod describe;
 mod edit;
 mod error;
+mod exec;
 mod get;
+mod logs;
 mod printers;
 mod table;
 
@@ -129,6 +131,20 @@ Examples:
   skiff delete pods -l app=web
   skiff delete -f web.yaml --wait")]
     Delete(delete::DeleteArgs),
+    /// Print the log of a pod's container
+    #[command(after_help = "\
+Examples:
+  skiff logs web-1
+  skiff logs web-1 -c sidecar --tail 20
+  skiff logs web-1 -f
+  skiff logs web-1 --previous")]
+    Logs(logs::LogsArgs),
+    /// Run a command in a pod's container
+    #[command(after_help = "\
+Examples:
+  skiff exec web-1 -- ls /
+  skiff exec web-1 -c app -i -- sh < script.sh")]
+    Exec(exec::ExecArgs),
     /// Add, change (--overwrite) or remove (`key-`) labels
     #[command(after_help = "\
 Examples:
@@ -282,6 +298,8 @@ pub fn run(cli: Cli, io: Io<'_>) -> Result<(), CliError> {
         Command::Cordon(a) => edit::run_cordon(&mut ctx, &a, true),
         Command::Uncordon(a) => edit::run_cordon(&mut ctx, &a, false),
         Command::Version(_) => version(&mut ctx),
+        Command::Logs(a) => logs::run(&mut ctx, &a),
+        Command::Exec(a) => exec::run(&mut ctx, &a),
         Command::ApiResources | Command::Completion(_) => Ok(()),
     }
 }
