@@ -10,6 +10,7 @@ pub mod reconcile;
 mod run;
 pub mod runtime;
 pub mod state;
+pub mod stream;
 pub mod sync;
 
 pub use config::{AgentConfig, Args, ConfigError, RuntimeKind};

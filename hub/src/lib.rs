@@ -12,3 +12,4 @@ pub mod nodes;
 pub mod scheduler;
 pub mod server;
 pub mod store;
+pub mod stream;

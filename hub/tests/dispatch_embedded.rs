@@ -229,6 +229,7 @@ fn node_registers_receives_pods_reports_status_and_resyncs() {
                 got.insert(("delete", name.clone(), uid.clone()));
             }
             Down::SyncDone { pods, .. } => assert_eq!(*pods, 3),
+            other => panic!("unexpected answer to a sync: {other:?}"),
         }
     }
     let want: BTreeSet<_> = [

@@ -4,6 +4,11 @@
 //! with SIGKILL and started again finds them running and adopts them (restart counts
 //! unchanged).
 //!
+//! Every container start writes the line `started <name>` to the container's log file,
+//! `<dir>/logs/<uid>/<container>.log`, as a real container's first output would be;
+//! a restart first moves that file to `<container>.previous.log`. `skiff logs` reads them
+//! through [`ContainerRuntime::log_paths`] like any runtime's.
+//!
 //! For exercising restart policies, a pod annotated with
 //! `skiff.io/simulate-exit-code: "<n>"` has containers that exit with code `n` as soon
 //! as they start (init containers always complete with 0).
@@ -71,18 +76,36 @@ impl SimulatedRuntime {
     }
 
     fn record_path(&self, uid: &str) -> PathBuf {
-        // UIDs come from the hub; keep only characters that cannot escape the directory.
-        let safe: String = uid
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.dir.join(format!("{safe}.json"))
+        self.dir.join(format!("{}.json", safe_name(uid)))
+    }
+
+    fn log_dir(&self, uid: &str) -> PathBuf {
+        self.dir.join("logs").join(safe_name(uid))
+    }
+
+    fn log_file(&self, uid: &str, container: &str, previous: bool) -> PathBuf {
+        let suffix = if previous { ".previous.log" } else { ".log" };
+        self.log_dir(uid)
+            .join(format!("{}{suffix}", safe_name(container)))
+    }
+
+    /// A container instance starts: its log file begins with `started <name>`. With
+    /// `restart`, the last instance's file becomes the previous one.
+    fn start_log(&self, uid: &str, container: &str, restart: bool) -> Result<(), RuntimeError> {
+        let current = self.log_file(uid, container, false);
+        let io = |source| RuntimeError::Io {
+            path: current.clone(),
+            source,
+        };
+        std::fs::create_dir_all(self.log_dir(uid)).map_err(io)?;
+        if restart {
+            match std::fs::rename(&current, self.log_file(uid, container, true)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        std::fs::write(&current, format!("started {container}\n")).map_err(io)
     }
 
     fn write(&self, pod: &SimPod) -> Result<(), RuntimeError> {
@@ -127,6 +150,19 @@ impl SimulatedRuntime {
         let h = crate::reconcile::fnv1a(uid.as_bytes());
         format!("10.244.{}.{}", (h >> 8) as u8, (h as u8).max(2))
     }
+}
+
+/// UIDs and names come from the hub; keep only characters that cannot escape a directory.
+fn safe_name(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn start_container(
@@ -188,6 +224,11 @@ impl ContainerRuntime for SimulatedRuntime {
             exit_code,
         };
         let mut pods = self.pods.lock().expect("runtime lock");
+        // A replaced pod's logs go with it.
+        let _ = std::fs::remove_dir_all(self.log_dir(pod.uid));
+        for c in &spec.containers {
+            self.start_log(pod.uid, &c.name, false)?;
+        }
         self.write(&record)?;
         pods.insert(pod.uid.to_string(), record);
         Ok(())
@@ -220,7 +261,14 @@ impl ContainerRuntime for SimulatedRuntime {
             Err(source) => return Err(RuntimeError::Io { path, source }),
         }
         pods.remove(uid);
-        Ok(())
+        match std::fs::remove_dir_all(self.log_dir(uid)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(RuntimeError::Io {
+                path: self.log_dir(uid),
+                source,
+            }),
+        }
     }
 
     fn restart_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
@@ -244,6 +292,7 @@ impl ContainerRuntime for SimulatedRuntime {
                 image: c.image.clone(),
                 ..Container::default()
             };
+            self.start_log(uid, container, true)?;
             *c = start_container(uid, &spec, exit_code, c.restart_count + 1, last);
             Ok(())
         })
@@ -302,7 +351,80 @@ impl ContainerRuntime for SimulatedRuntime {
         None
     }
 
-    fn log_paths(&self, _uid: &str, _container: &str) -> Option<LogPaths> {
-        None
+    fn log_paths(&self, uid: &str, container: &str) -> Option<LogPaths> {
+        let pods = self.pods.lock().expect("runtime lock");
+        let pod = pods.get(uid)?;
+        if !pod.observed.containers.iter().any(|c| c.name == container) {
+            return None;
+        }
+        let previous = self.log_file(uid, container, true);
+        Some(LogPaths {
+            current: self.log_file(uid, container, false),
+            rotated: Vec::new(),
+            previous: previous.exists().then_some(previous),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use skiff_api::resources::Pod;
+
+    use super::*;
+
+    fn pod() -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "u-1"},
+            "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn containers_write_a_log_and_a_restart_keeps_the_previous_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = SimulatedRuntime::open(dir.path()).unwrap();
+        assert_eq!(rt.log_paths("u-1", "app"), None);
+        let p = pod();
+        rt.start_pod(PodToStart {
+            uid: "u-1",
+            revision: 1,
+            spec_hash: 1,
+            pod: &p,
+            images: &BTreeMap::new(),
+        })
+        .unwrap();
+        assert_eq!(rt.log_paths("u-1", "nope"), None);
+        let paths = rt.log_paths("u-1", "app").unwrap();
+        assert_eq!(paths.previous, None);
+        assert!(paths.rotated.is_empty());
+        assert_eq!(
+            std::fs::read_to_string(&paths.current).unwrap(),
+            "started app\n"
+        );
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&paths.current)
+            .unwrap()
+            .write_all(b"first instance\n")
+            .unwrap();
+        rt.restart_container("u-1", "app").unwrap();
+        let after = rt.log_paths("u-1", "app").unwrap();
+        assert_eq!(after.current, paths.current);
+        assert_eq!(
+            std::fs::read_to_string(after.previous.unwrap()).unwrap(),
+            "started app\nfirst instance\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&after.current).unwrap(),
+            "started app\n"
+        );
+        // Reopened (an agent restart), the logs are still found.
+        drop(rt);
+        let rt = SimulatedRuntime::open(dir.path()).unwrap();
+        assert!(rt.log_paths("u-1", "app").unwrap().previous.is_some());
+        rt.remove_pod("u-1").unwrap();
+        assert_eq!(rt.log_paths("u-1", "app"), None);
+        assert!(!paths.current.exists());
     }
 }

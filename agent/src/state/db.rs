@@ -181,6 +181,11 @@ impl StateDb {
                 }
                 Applied::Synced
             }
+            // Stream sessions live in memory only (agent/src/stream).
+            Down::StreamOpen { .. }
+            | Down::StreamInput { .. }
+            | Down::StreamAck { .. }
+            | Down::StreamClose { .. } => Applied::Ignored,
         };
         tx.commit().map_err(&err)?;
         Ok(applied)

@@ -22,6 +22,7 @@ use crate::probe::ProbeManager;
 use crate::reconcile::{Action, Desired, Observed, reconcile};
 use crate::runtime::ContainerRuntime;
 use crate::state::{Applied, StateDb};
+use crate::stream::StreamServer;
 
 /// How often the loop looks at the runtime even when nothing arrives (restarts after
 /// a crash-loop backoff, containers that exited).
@@ -67,6 +68,7 @@ struct Loop {
     /// every restart again, erring on the long side.
     backoff_resets: BTreeMap<(String, String), i32>,
     probes: ProbeManager,
+    streams: StreamServer,
 }
 
 impl NodeAgent {
@@ -86,8 +88,10 @@ impl NodeAgent {
         };
         let (exec, done) = Executor::new(self.runtime.clone(), self.images.clone(), events);
         let probes = ProbeManager::start(self.runtime.clone());
+        let streams = StreamServer::new(self.runtime.clone(), self.link.clone(), self.seq.clone());
         let mut l = Loop {
             exec,
+            streams,
             a: self,
             connected: false,
             reported,
@@ -132,6 +136,13 @@ impl Loop {
                         self.pass();
                     }
                     Some(LinkEvent::Disconnected) => self.connected = false,
+                    // Stream control is acted on at once and never persisted.
+                    Some(LinkEvent::Down { msg, ack }) if msg.is_stream() => {
+                        self.streams.handle(&msg);
+                        if let Err(e) = self.a.link.ack(ack) {
+                            warn!(error = %e, "cannot acknowledge");
+                        }
+                    }
                     Some(LinkEvent::Down { msg, ack }) => {
                         if self.down(&msg) {
                             if let Err(e) = self.a.link.ack(ack) {
@@ -192,6 +203,10 @@ impl Loop {
                 ..
             } => ("delete", format!("{namespace}/{name}"), *revision),
             Down::SyncDone { revision, .. } => ("syncDone", String::new(), *revision),
+            Down::StreamOpen { .. }
+            | Down::StreamInput { .. }
+            | Down::StreamAck { .. }
+            | Down::StreamClose { .. } => return true,
         };
         let _g = info_span!("message", kind, pod = %pod, revision).entered();
         match self.a.db.apply(msg) {

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::Versioned;
+use super::stream::{Fd, StreamKind, bytes};
 use crate::resources::{NodeStatus, Pod, PodStatus, Taint};
 
 /// A pod the agent holds, as it tells the hub when it (re)connects.
@@ -41,6 +42,34 @@ pub enum Down {
     /// Ends the answer to a `Sync`: after the upserts and deletes before it, the agent's
     /// set of pods equals the hub's at `revision`. `pods` is how many that is.
     SyncDone { v: u16, revision: u64, pods: u32 },
+    /// Opens a stream session (`skiff logs`, `skiff exec`) on a container of a pod the
+    /// node runs. `session` is a random id the hub chose; the agent answers with chunk 0
+    /// (possibly empty: accepted) or a `streamEnd` carrying why not.
+    StreamOpen {
+        v: u16,
+        session: u64,
+        namespace: String,
+        name: String,
+        uid: String,
+        container: String,
+        kind: StreamKind,
+    },
+    /// Standard input for an exec session, numbered from 0 per session; `eof` closes
+    /// the command's standard input after `data`.
+    StreamInput {
+        v: u16,
+        session: u64,
+        seq: u64,
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        eof: bool,
+    },
+    /// Every chunk below `chunk` reached the client: the agent may send up to
+    /// `chunk + WINDOW - 1`.
+    StreamAck { v: u16, session: u64, chunk: u64 },
+    /// The client went away: stop following, kill the command.
+    StreamClose { v: u16, session: u64 },
 }
 
 /// Node → hub.
@@ -92,6 +121,30 @@ pub enum Up {
         reason: String,
         message: String,
     },
+    /// Output of a stream session. `chunk` numbers the session's pieces from 0 (the
+    /// `streamEnd` takes the number after the last data); `seq` is not checked against
+    /// the node's status sequence, the hub orders pieces by `chunk`.
+    StreamData {
+        v: u16,
+        seq: u64,
+        session: u64,
+        chunk: u64,
+        fd: Fd,
+        #[serde(with = "bytes")]
+        data: Vec<u8>,
+    },
+    /// The last piece of a session: the command's exit code, or why the stream ended
+    /// early or could not start.
+    StreamEnd {
+        v: u16,
+        seq: u64,
+        session: u64,
+        chunk: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exit_code: Option<i32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
 }
 
 /// Node → hub on the heartbeat topic: a lease renewal, a few bytes. `gone` marks the
@@ -109,7 +162,13 @@ pub struct Heartbeat {
 impl Versioned for Down {
     fn version(&self) -> u16 {
         match self {
-            Down::PodUpsert { v, .. } | Down::PodDelete { v, .. } | Down::SyncDone { v, .. } => *v,
+            Down::PodUpsert { v, .. }
+            | Down::PodDelete { v, .. }
+            | Down::SyncDone { v, .. }
+            | Down::StreamOpen { v, .. }
+            | Down::StreamInput { v, .. }
+            | Down::StreamAck { v, .. }
+            | Down::StreamClose { v, .. } => *v,
         }
     }
 }
@@ -120,7 +179,9 @@ impl Versioned for Up {
             Up::Sync { v, .. }
             | Up::PodStatus { v, .. }
             | Up::NodeStatus { v, .. }
-            | Up::PodEvent { v, .. } => *v,
+            | Up::PodEvent { v, .. }
+            | Up::StreamData { v, .. }
+            | Up::StreamEnd { v, .. } => *v,
         }
     }
 }
@@ -139,7 +200,27 @@ impl Up {
             Up::Sync { seq, .. }
             | Up::PodStatus { seq, .. }
             | Up::NodeStatus { seq, .. }
-            | Up::PodEvent { seq, .. } => *seq,
+            | Up::PodEvent { seq, .. }
+            | Up::StreamData { seq, .. }
+            | Up::StreamEnd { seq, .. } => *seq,
         }
+    }
+
+    /// Stream session output: ordered per session by `chunk`, not by `seq`.
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Up::StreamData { .. } | Up::StreamEnd { .. })
+    }
+}
+
+impl Down {
+    /// Stream session control: acted on at once, never persisted.
+    pub fn is_stream(&self) -> bool {
+        matches!(
+            self,
+            Down::StreamOpen { .. }
+                | Down::StreamInput { .. }
+                | Down::StreamAck { .. }
+                | Down::StreamClose { .. }
+        )
     }
 }

@@ -9,6 +9,7 @@
 
 mod messages;
 mod seal;
+pub mod stream;
 mod topics;
 
 pub use messages::{Down, Heartbeat, PodRef, Up};

@@ -297,6 +297,30 @@ impl Client {
         })
     }
 
+    /// A GET whose body is read as it arrives (`skiff logs -f`): no overall timeout.
+    pub(crate) fn stream(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Box<dyn std::io::Read + Send>, ApiError> {
+        let url = self.url(path);
+        let resp = self
+            .prepare(self.agent.get(&url), query)
+            .call()
+            .map_err(|e| self.transport(&url, e))?;
+        let code = resp.status().as_u16();
+        if !(200..300).contains(&code) {
+            let body = read_body(resp, &url)?;
+            return Err(self.status_error(&url, code, &body));
+        }
+        Ok(Box::new(resp.into_body().into_reader()))
+    }
+
+    /// The hub URL and the token, for connections ureq does not make (`skiff exec`).
+    pub(crate) fn endpoint(&self) -> (&str, Option<&str>) {
+        (&self.server, self.token.as_deref())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.server, path)
     }

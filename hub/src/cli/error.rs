@@ -49,6 +49,15 @@ pub enum CliError {
     Output(#[source] std::io::Error),
     #[error("cannot encode output as YAML: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),
+    #[error("{what}: {source}")]
+    Stream {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The command run by `skiff exec` exited with this code (nothing more is printed).
+    #[error("command terminated with exit code {0}")]
+    RemoteExit(i32),
     /// Several objects failed; each failure was already printed as it happened.
     #[error("{count} operations failed")]
     Several { count: usize },
@@ -59,6 +68,7 @@ impl CliError {
     pub fn exit_code(&self) -> i32 {
         match self {
             CliError::Usage(_) => 2,
+            CliError::RemoteExit(code) => *code,
             _ => 1,
         }
     }
@@ -68,7 +78,7 @@ impl CliError {
     pub fn render(&self) -> Option<String> {
         match self {
             CliError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => None,
-            CliError::Several { .. } => None,
+            CliError::Several { .. } | CliError::RemoteExit(_) => None,
             // kubectl's own prefix for failures the server reported.
             CliError::Api(ApiError::Status(_)) => Some(self.to_string()),
             _ => Some(format!("error: {self}")),

@@ -20,7 +20,9 @@ mod delete;
 mod describe;
 mod edit;
 mod error;
+mod exec;
 mod get;
+mod logs;
 mod printers;
 mod run;
 mod table;
@@ -137,6 +139,20 @@ Examples:
   skiff run once --image busybox:1 --restart Never -- date
   skiff run web --image nginx:1 --env MODE=edge --node edge-7")]
     Run(run::RunArgs),
+    /// Print the log of a pod's container
+    #[command(after_help = "\
+Examples:
+  skiff logs web-1
+  skiff logs web-1 -c sidecar --tail 20
+  skiff logs web-1 -f
+  skiff logs web-1 --previous")]
+    Logs(logs::LogsArgs),
+    /// Run a command in a pod's container
+    #[command(after_help = "\
+Examples:
+  skiff exec web-1 -- ls /
+  skiff exec web-1 -c app -i -- sh < script.sh")]
+    Exec(exec::ExecArgs),
     /// Add, change (--overwrite) or remove (`key-`) labels
     #[command(after_help = "\
 Examples:
@@ -291,6 +307,8 @@ pub fn run(cli: Cli, io: Io<'_>) -> Result<(), CliError> {
         Command::Cordon(a) => edit::run_cordon(&mut ctx, &a, true),
         Command::Uncordon(a) => edit::run_cordon(&mut ctx, &a, false),
         Command::Version(_) => version(&mut ctx),
+        Command::Logs(a) => logs::run(&mut ctx, &a),
+        Command::Exec(a) => exec::run(&mut ctx, &a),
         Command::ApiResources | Command::Completion(_) => Ok(()),
     }
 }

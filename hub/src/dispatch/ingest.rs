@@ -67,6 +67,12 @@ impl Gate {
                 decode::<Heartbeat>(&key, topic, payload).map_err(|e| classify(&e))?,
             ),
         };
+        // Stream output is ordered per session by its chunk number (hub/src/stream).
+        if let Opened::Up(up) = &opened
+            && up.is_stream()
+        {
+            return Ok((t.node, opened));
+        }
         let seen = self.seen.entry(t.node.clone()).or_default();
         // The last will is sealed when the agent connects, so its number is older than
         // the heartbeats that follow; it is checked against earlier wills only.

@@ -38,6 +38,7 @@ pub struct HubLink {
     counters: Arc<Counters>,
     clock: Arc<dyn Clock>,
     options: LinkOptions,
+    streams: Option<Arc<crate::stream::Streams>>,
 }
 
 /// A store write the link wants.
@@ -74,7 +75,14 @@ impl HubLink {
             counters,
             clock,
             options,
+            streams: None,
         }
+    }
+
+    /// Hands stream session output (`skiff logs`, `skiff exec`) to `streams`.
+    pub fn with_streams(mut self, streams: Arc<crate::stream::Streams>) -> HubLink {
+        self.streams = Some(streams);
+        self
     }
 
     /// Runs until `shutdown` completes or the store closes.
@@ -288,6 +296,12 @@ impl HubLink {
                 // Recorded as Events once the event writer lands; accepted meanwhile.
                 self.counters.accept();
                 debug!(node = %node, pod = %uid, reason = %reason, "pod event");
+            }
+            Opened::Up(up @ (Up::StreamData { .. } | Up::StreamEnd { .. })) => {
+                self.counters.accept();
+                if let Some(streams) = &self.streams {
+                    streams.incoming(&node, up);
+                }
             }
             Opened::Up(Up::NodeStatus {
                 status,

@@ -218,6 +218,13 @@ pub async fn serve(
             node_grace: config.node_grace,
         },
     );
+    let streams = crate::stream::Streams::new(
+        store.clone(),
+        dispatcher.clone(),
+        credentials.clone(),
+        token.clone(),
+    );
+    let link = link.with_streams(streams.clone());
     let link = tokio::spawn(link.run(stopped(stop_rx.clone())));
     let join_api = Arc::new(JoinApi {
         credentials,
@@ -229,6 +236,7 @@ pub async fn serve(
     let app = server.router().merge(
         crate::join::routes(join_api)
             .merge(metrics_routes(token, counters))
+            .merge(crate::stream::routes(streams))
             .layer(axum::middleware::from_fn(super::trace::request_span)),
     );
 

@@ -1,0 +1,159 @@
+//! Serving an exec session: pipes for the command's standard streams, the runtime's
+//! exec seam called off the async threads, output pumped up in chunks, input pumped
+//! down, and the exit code as the session's end. Closing the session kills the command.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use nix::fcntl::OFlag;
+use skiff_api::protocol::stream::{CHUNK_SIZE, Fd};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::Input;
+use super::out::{Out, OutError};
+use crate::runtime::{ContainerRuntime, ExecProcess, ExecRequest};
+
+fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
+    nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("cannot create a pipe: {e}"))
+}
+
+/// Reads one output of the command into `tx` until end-of-file, on its own thread.
+fn pump_out(fd: Fd, read: OwnedFd, tx: mpsc::Sender<(Fd, Vec<u8>)>) {
+    std::thread::spawn(move || {
+        let mut f = File::from(read);
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        loop {
+            match f.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    if tx.blocking_send((fd, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    debug!(error = %e, "reading the command's output failed");
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Writes input into the command's standard input until `eof` or the session ends.
+fn pump_in(write: OwnedFd, mut input: mpsc::Receiver<Input>) {
+    std::thread::spawn(move || {
+        let mut f = File::from(write);
+        while let Some(piece) = input.blocking_recv() {
+            if f.write_all(&piece.data).is_err() || piece.eof {
+                return;
+            }
+        }
+    });
+}
+
+/// Runs one exec session and ends it.
+pub(crate) async fn serve(
+    rt: Arc<dyn ContainerRuntime>,
+    mut out: Out,
+    uid: String,
+    container: String,
+    command: Vec<String>,
+    input: Option<mpsc::Receiver<Input>>,
+) {
+    if command.is_empty() {
+        out.end(None, Some("no command given".into())).await;
+        return;
+    }
+    let pipes = (|| {
+        let stdout = pipe()?;
+        let stderr = pipe()?;
+        let stdin = match input {
+            Some(_) => Some(pipe()?),
+            None => None,
+        };
+        Ok::<_, String>((stdout, stderr, stdin))
+    })();
+    let ((out_r, out_w), (err_r, err_w), stdin) = match pipes {
+        Ok(p) => p,
+        Err(e) => {
+            out.end(None, Some(e)).await;
+            return;
+        }
+    };
+    let (stdin_r, stdin_w) = match stdin {
+        Some((r, w)) => (Some(r), Some(w)),
+        None => (None, None),
+    };
+    let started = tokio::task::spawn_blocking(move || {
+        // The request owns the command's ends of the pipes; they close here once the
+        // runtime has handed them to the process.
+        rt.exec(ExecRequest {
+            uid: &uid,
+            container: &container,
+            command: &command,
+            stdin: stdin_r,
+            stdout: out_w,
+            stderr: err_w,
+        })
+    })
+    .await;
+    let mut proc: Box<dyn ExecProcess> = match started {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            out.end(None, Some(e.to_string())).await;
+            return;
+        }
+        Err(e) => {
+            out.end(None, Some(format!("starting the command failed: {e}")))
+                .await;
+            return;
+        }
+    };
+    if let Err(e) = out.accept().await {
+        let _ = proc.kill();
+        out.end(None, Some(e.to_string())).await;
+        return;
+    }
+    let (tx, mut rx) = mpsc::channel(4);
+    pump_out(Fd::Stdout, out_r, tx.clone());
+    pump_out(Fd::Stderr, err_r, tx);
+    if let (Some(w), Some(input)) = (stdin_w, input) {
+        pump_in(w, input);
+    }
+    let mut failed: Option<OutError> = None;
+    loop {
+        let piece = tokio::select! {
+            p = rx.recv() => p,
+            () = out.closed() => {
+                failed = Some(OutError::Closed);
+                None
+            }
+        };
+        let Some((fd, data)) = piece else { break };
+        if let Err(e) = out.data(fd, &data).await {
+            failed = Some(e);
+            break;
+        }
+    }
+    if let Some(why) = &failed {
+        debug!(reason = %why, "killing the command");
+        if let Err(e) = proc.kill() {
+            warn!(error = %e, "cannot kill the command");
+        }
+    }
+    // Both outputs are closed (or the command was killed): it is ending.
+    let code = tokio::task::spawn_blocking(move || proc.wait()).await;
+    match (code, failed) {
+        (Ok(Ok(code)), None | Some(OutError::Closed)) => out.end(Some(code), None).await,
+        (Ok(Ok(code)), Some(e)) => out.end(Some(code), Some(e.to_string())).await,
+        (Ok(Err(e)), _) => out.end(None, Some(e.to_string())).await,
+        (Err(e), _) => {
+            out.end(None, Some(format!("waiting for the command failed: {e}")))
+                .await
+        }
+    }
+}
