@@ -21,6 +21,7 @@ mod describe;
 mod edit;
 mod error;
 mod get;
+mod image;
 mod printers;
 mod table;
 
@@ -156,6 +157,9 @@ Examples:
     Cordon(edit::NodeArgs),
     /// Mark a node schedulable again
     Uncordon(edit::NodeArgs),
+    /// Import, list and remove images of the hub's registry
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// List the resource kinds the hub serves
     ApiResources,
     /// Print the client version and the hub's version
@@ -281,6 +285,7 @@ pub fn run(cli: Cli, io: Io<'_>) -> Result<(), CliError> {
         Command::Taint(a) => edit::run_taint(&mut ctx, &a),
         Command::Cordon(a) => edit::run_cordon(&mut ctx, &a, true),
         Command::Uncordon(a) => edit::run_cordon(&mut ctx, &a, false),
+        Command::Image(c) => image::run(&mut ctx, &c),
         Command::Version(_) => version(&mut ctx),
         Command::ApiResources | Command::Completion(_) => Ok(()),
     }
