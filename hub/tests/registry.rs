@@ -814,6 +814,33 @@ async fn removal_collects_only_unshared_blobs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retagging_collects_the_old_image() {
+    let env = env();
+    let old = image(&[layer("v", "one")], "2024-01-01T00:00:00Z");
+    let new = image(&[layer("v", "two")], "2024-01-01T00:00:00Z");
+    env.import_ok(Layout::new(&[(&old, Some("app:latest"))]).tar(), "")
+        .await;
+    env.import_ok(Layout::new(&[(&new, Some("app:latest"))]).tar(), "")
+        .await;
+    let m = env.get("/v2/app/manifests/latest").await;
+    assert_eq!(m.header("docker-content-digest"), new.digest);
+    assert_eq!(
+        env.get(&format!("/v2/app/manifests/{}", old.digest))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let files = env.blob_files();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert!(!files.contains(&hex_of(&old.layers[0].0).to_string()));
+    // Importing the same archive again changes nothing.
+    env.import_ok(Layout::new(&[(&new, Some("app:latest"))]).tar(), "")
+        .await;
+    assert_eq!(env.blob_files(), files);
+    assert_eq!(env.registry.list().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_indexes_are_served() {
     let env = env();
     let img = image(&[layer("a", "a")], "2024-01-01T00:00:00Z");

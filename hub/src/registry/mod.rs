@@ -173,6 +173,10 @@ impl Registry {
         let staged: Vec<&blobs::Staged> = plan.blobs.iter().collect();
         inner.blobs.commit(&staged).map_err(ImportError::Stage)?;
         inner.index.add(&manifests, &tags, &now)?;
+        // A tag moved to a new image may have left the old one's blobs unused.
+        if let Err(e) = self.collect_locked() {
+            tracing::warn!(error = %e, "collecting unused blobs after an import failed");
+        }
         for i in &out {
             tracing::info!(image = %format!("{}:{}", i.name, i.tag), digest = %i.digest, size = i.size, "image imported");
         }
