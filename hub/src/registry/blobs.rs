@@ -98,16 +98,15 @@ pub(crate) enum StageError {
 }
 
 impl BlobStore {
-    /// Opens (creating) `root/blobs/sha256` and `root/staging`, clearing what a crashed
-    /// import left in staging.
+    /// Opens the blob store under `root`, clearing what a crashed import left in
+    /// staging. Directories are created by the first import, so a hub that never
+    /// stores an image has none.
     pub(crate) fn open(root: &Path) -> Result<BlobStore, BlobError> {
         let blobs = root.join("blobs").join("sha256");
         let staging = root.join("staging");
-        std::fs::create_dir_all(&blobs).map_err(at(&blobs))?;
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(at(&staging))?;
         }
-        std::fs::create_dir_all(&staging).map_err(at(&staging))?;
         Ok(BlobStore { blobs, staging })
     }
 
@@ -116,6 +115,8 @@ impl BlobStore {
     }
 
     pub(crate) fn staging_dir(&self) -> Result<StagingDir, BlobError> {
+        std::fs::create_dir_all(&self.blobs).map_err(at(&self.blobs))?;
+        std::fs::create_dir_all(&self.staging).map_err(at(&self.staging))?;
         let path = self.staging.join(uuid::Uuid::new_v4().simple().to_string());
         std::fs::create_dir(&path).map_err(at(&path))?;
         Ok(StagingDir { path, next: 0 })
@@ -140,7 +141,7 @@ impl BlobStore {
     /// Removes every blob file not in `keep`; returns how many and their bytes.
     pub(crate) fn collect(&self, keep: &HashSet<Digest>) -> Result<(usize, u64), BlobError> {
         let mut removed = (0, 0);
-        for entry in std::fs::read_dir(&self.blobs).map_err(at(&self.blobs))? {
+        for entry in self.entries()? {
             let entry = entry.map_err(at(&self.blobs))?;
             let name = entry.file_name();
             let Some(digest) = name.to_str().and_then(Digest::from_hex) else {
@@ -161,12 +162,21 @@ impl BlobStore {
     /// Every blob file present.
     pub(crate) fn present(&self) -> Result<Vec<Digest>, BlobError> {
         let mut out = Vec::new();
-        for entry in std::fs::read_dir(&self.blobs).map_err(at(&self.blobs))? {
+        for entry in self.entries()? {
             let entry = entry.map_err(at(&self.blobs))?;
             if let Some(d) = entry.file_name().to_str().and_then(Digest::from_hex) {
                 out.push(d);
             }
         }
         Ok(out)
+    }
+
+    /// The blob directory's entries; none before the first import.
+    fn entries(&self) -> Result<Vec<std::io::Result<std::fs::DirEntry>>, BlobError> {
+        match std::fs::read_dir(&self.blobs) {
+            Ok(rd) => Ok(rd.collect()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(at(&self.blobs)(e)),
+        }
     }
 }

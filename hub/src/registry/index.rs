@@ -71,10 +71,12 @@ pub struct ImageSummary {
     pub imported: String,
 }
 
+/// The index. The database file is created by the first import; until then every
+/// read answers as an empty registry would.
 #[derive(Debug)]
 pub(crate) struct Index {
     path: PathBuf,
-    conn: Mutex<Connection>,
+    conn: Mutex<Option<Connection>>,
 }
 
 const SCHEMA: &str = "
@@ -116,32 +118,35 @@ fn digest_col(s: String) -> rusqlite::Result<Digest> {
 
 impl Index {
     pub(crate) fn open(path: &Path) -> Result<Index, IndexError> {
-        let err = |source| IndexError {
-            path: path.to_path_buf(),
-            source,
+        let conn = if path.exists() {
+            Some(connect(path)?)
+        } else {
+            None
         };
-        let conn = Connection::open(path).map_err(err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        conn.execute_batch(SCHEMA).map_err(err)?;
         Ok(Index {
             path: path.to_path_buf(),
             conn: Mutex::new(conn),
         })
     }
 
-    fn with<T>(
+    /// Runs `f` on the connection. Without a database yet, a write (`create`) creates
+    /// it and a read gets the empty answer.
+    fn with<T: Default>(
         &self,
+        create: bool,
         f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
     ) -> Result<T, IndexError> {
         // A panic elsewhere while holding the lock leaves the connection usable:
         // every write is one transaction, rolled back if it did not finish.
-        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut conn).map_err(|source| IndexError {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.is_none() {
+            if !create {
+                return Ok(T::default());
+            }
+            *guard = Some(connect(&self.path)?);
+        }
+        let conn = guard.as_mut().expect("connection just opened");
+        f(conn).map_err(|source| IndexError {
             path: self.path.clone(),
             source,
         })
@@ -154,7 +159,7 @@ impl Index {
         tags: &[NewTag],
         now: &str,
     ) -> Result<(), IndexError> {
-        self.with(|conn| {
+        self.with(true, |conn| {
             let tx = conn.transaction()?;
             for (repo, m) in manifests {
                 tx.execute(
@@ -205,7 +210,7 @@ impl Index {
         repo: &str,
         digest: &Digest,
     ) -> Result<Option<ManifestRow>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             conn.query_row(
                 "SELECT media_type, size FROM manifests WHERE repo = ?1 AND digest = ?2",
                 params![repo, digest.as_str()],
@@ -221,7 +226,7 @@ impl Index {
     }
 
     pub(crate) fn tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             conn.query_row(
                 "SELECT digest FROM tags WHERE repo = ?1 AND tag = ?2",
                 params![repo, tag],
@@ -237,7 +242,7 @@ impl Index {
         repo: &str,
         digest: &Digest,
     ) -> Result<Option<u64>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             conn.query_row(
                 "SELECT size FROM refs WHERE repo = ?1 AND child = ?2
                  UNION ALL SELECT size FROM manifests WHERE repo = ?1 AND digest = ?2
@@ -250,7 +255,7 @@ impl Index {
     }
 
     pub(crate) fn repo_exists(&self, repo: &str) -> Result<bool, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             conn.query_row(
                 "SELECT EXISTS (SELECT 1 FROM manifests WHERE repo = ?1)",
                 params![repo],
@@ -261,7 +266,7 @@ impl Index {
 
     /// Tags of `repo`, sorted.
     pub(crate) fn tags(&self, repo: &str) -> Result<Vec<String>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             let mut st = conn.prepare("SELECT tag FROM tags WHERE repo = ?1 ORDER BY tag")?;
             st.query_map(params![repo], |r| r.get(0))?.collect()
         })
@@ -269,7 +274,7 @@ impl Index {
 
     /// Repositories holding at least one manifest, sorted.
     pub(crate) fn repos(&self) -> Result<Vec<String>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             let mut st = conn.prepare("SELECT DISTINCT repo FROM manifests ORDER BY repo")?;
             st.query_map([], |r| r.get(0))?.collect()
         })
@@ -277,7 +282,7 @@ impl Index {
 
     /// Every tagged image with its total size.
     pub(crate) fn list(&self) -> Result<Vec<ImageSummary>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             let mut out = Vec::new();
             let mut st = conn.prepare(
                 "SELECT t.repo, t.tag, t.digest, m.created, m.imported, m.size
@@ -326,7 +331,7 @@ impl Index {
     /// Removes a tag and the manifests of its repository no tag reaches anymore.
     /// Returns the digest the tag named, `None` if there was no such tag.
     pub(crate) fn remove_tag(&self, repo: &str, tag: &str) -> Result<Option<Digest>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             let tx = conn.transaction()?;
             let digest: Option<String> = tx
                 .query_row(
@@ -346,12 +351,28 @@ impl Index {
 
     /// Every digest some manifest still needs: the manifests and what they reference.
     pub(crate) fn referenced(&self) -> Result<HashSet<Digest>, IndexError> {
-        self.with(|conn| {
+        self.with(false, |conn| {
             let mut st =
                 conn.prepare("SELECT digest FROM manifests UNION SELECT child FROM refs")?;
             st.query_map([], |r| digest_col(r.get(0)?))?.collect()
         })
     }
+}
+
+fn connect(path: &Path) -> Result<Connection, IndexError> {
+    let err = |source| IndexError {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = Connection::open(path).map_err(err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(err)?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(err)?;
+    conn.execute_batch(SCHEMA).map_err(err)?;
+    Ok(conn)
 }
 
 fn children(

@@ -3,9 +3,14 @@
 //! (so skopeo, docker and the agents pull from it), plus the admin endpoints that import
 //! image archives and list and remove images (`/skiff/v1/images`).
 //!
-//! Layout on disk, inside the data directory:
+//! Layout on disk, inside the data directory, created by the first import:
 //! `registry/blobs/sha256/<hex>` (every manifest, config and layer, once each),
 //! `registry/staging/` (imports in progress) and `registry.db` (the index).
+//!
+//! Pulls are authenticated by [`PullAuth`]: the admin token (bearer, or Basic with user
+//! `admin`), a joined node's MQTT login (Basic `<node>:<password>`), or nobody when
+//! `--registry-anonymous-pull` is set. Imports, listing and removal take the admin
+//! bearer token only.
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -102,8 +107,8 @@ struct Inner {
 }
 
 impl Registry {
-    /// Opens (creating) the registry in `data_dir`, clearing staging left by a crash
-    /// and removing blobs a crash left unindexed.
+    /// Opens the registry in `data_dir` (its files appear with the first import),
+    /// clearing staging left by a crash and removing blobs a crash left unindexed.
     pub fn open(data_dir: &Path, options: RegistryOptions) -> Result<Registry, RegistryError> {
         let blobs = blobs::BlobStore::open(&data_dir.join(REGISTRY_DIR))?;
         let index = Index::open(&data_dir.join(REGISTRY_DB))?;
