@@ -14,6 +14,12 @@ const SKOPEO: &str = "/usr/bin/skopeo";
 /// Runs `skopeo COMMAND` against the hub over plain HTTP, with the admin credentials
 /// or explicitly none; `args` follow the command's own flags.
 fn skopeo(hub: &Hub, creds: bool, args: &[&str]) -> Output {
+    let admin = format!("admin:{}", hub.token());
+    skopeo_as(hub, creds.then_some(admin.as_str()), args)
+}
+
+/// Runs `skopeo COMMAND` with `USER:PASSWORD` credentials, or explicitly none.
+fn skopeo_as(hub: &Hub, creds: Option<&str>, args: &[&str]) -> Output {
     assert!(
         Path::new(SKOPEO).exists(),
         "{SKOPEO} is missing: scripts/deps.sh installs it (apt-get install skopeo)"
@@ -22,8 +28,8 @@ fn skopeo(hub: &Hub, creds: bool, args: &[&str]) -> Output {
     // `copy` names its flags for the source side.
     let side = if *command == "copy" { "src-" } else { "" };
     let mut flags = vec![format!("--{side}tls-verify=false")];
-    if creds {
-        flags.push(format!("--{side}creds=admin:{}", hub.token()));
+    if let Some(c) = creds {
+        flags.push(format!("--{side}creds={c}"));
     } else {
         flags.push(format!("--{side}no-creds"));
     }
@@ -254,6 +260,63 @@ fn bad_imports_fail_with_a_clear_message() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("image busybox:1 not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn nodes_pull_with_their_login_and_anonymous_pulls_are_opt_in() {
+    let hub = Hub::start();
+    let archive = hub.scratch().join("busybox.tar");
+    let info = TestImage::busybox().write_oci_layout_tar(&archive).unwrap();
+    hub.skiff_ok(&["image", "import", archive.to_str().unwrap()]);
+    let reference = format!("docker://{}/busybox:1", host(&hub));
+
+    // A joined node's MQTT login is a registry login too.
+    let (token, _) = hub.create_token(600, 1);
+    let (code, joined) = hub.request(
+        "POST",
+        "/skiff/v1/join",
+        Some(&serde_json::json!({"token": token, "nodeName": "edge-1"})),
+        false,
+    );
+    assert_eq!(code, 200, "{joined}");
+    let login = format!("edge-1:{}", joined["password"].as_str().unwrap());
+    let inspect: Value = serde_json::from_str(&ok(
+        &skopeo_as(&hub, Some(&login), &["inspect", &reference]),
+        "skopeo inspect as a node",
+    ))
+    .unwrap();
+    assert_eq!(inspect["Digest"], info.manifest_digest.clone().unwrap());
+    let wrong = skopeo_as(&hub, Some("edge-1:wrong"), &["inspect", &reference]);
+    assert!(!wrong.status.success());
+    assert!(
+        !skopeo(&hub, false, &["inspect", &reference])
+            .status
+            .success()
+    );
+
+    // With --registry-anonymous-pull, no credentials are needed.
+    let open = Hub::start_with(&["--registry-anonymous-pull"]);
+    open.skiff_ok(&["image", "import", archive.to_str().unwrap()]);
+    let reference = format!("docker://{}/busybox:1", host(&open));
+    let inspect: Value = serde_json::from_str(&ok(
+        &skopeo(&open, false, &["inspect", &reference]),
+        "anonymous skopeo inspect",
+    ))
+    .unwrap();
+    assert_eq!(inspect["Digest"], info.manifest_digest.unwrap());
+    // Importing still needs the admin token.
+    let out = open
+        .skiff_command()
+        .env_remove("SKIFF_TOKEN")
+        .args(["image", "import", archive.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("did not accept a request without a token"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -145,6 +145,9 @@ fn import(ctx: &mut Ctx<'_>, args: &ImportArgs) -> Result<(), CliError> {
         TagOverride::parse(t).map_err(|e| CliError::Usage(format!("--tag: {e}")))?;
         query.push(("tag", t.clone()));
     }
+    // The hub refuses a wrong token before reading the body, which a client still
+    // sending sees as a broken pipe: check the token first for a clear answer.
+    ctx.client.get_path(IMAGES)?;
     let mut file;
     let (source, total): (&mut dyn Read, Option<u64>) = if args.file == "-" {
         (&mut *ctx.stdin, None)
