@@ -813,6 +813,60 @@ async fn removal_collects_only_unshared_blobs() {
     assert_eq!(env.registry.list().unwrap(), vec![]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_imports_and_removals_keep_shared_layers() {
+    let env = std::sync::Arc::new(env());
+    let shared = layer("base", "a base every image shares");
+    let images: Vec<Image> = (0..6)
+        .map(|i| {
+            image(
+                &[shared.clone(), layer("own", &format!("image {i}"))],
+                "2024-01-01T00:00:00Z",
+            )
+        })
+        .collect();
+    // Image 0 is imported first; then the others go in while it is removed.
+    env.import_ok(Layout::new(&[(&images[0], Some("img0:1"))]).tar(), "")
+        .await;
+    let mut tasks = Vec::new();
+    for (i, img) in images.iter().enumerate().skip(1) {
+        let env = env.clone();
+        let archive = Layout::new(&[(img, Some(&format!("img{i}:1")))]).tar();
+        tasks.push(tokio::spawn(async move {
+            env.import_ok(archive, "").await;
+        }));
+    }
+    let remover = {
+        let env = env.clone();
+        tokio::spawn(async move {
+            let r = env
+                .call(
+                    "DELETE",
+                    "/skiff/v1/images/img0:1",
+                    env.bearer(),
+                    Vec::new(),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK);
+        })
+    };
+    for t in tasks {
+        t.await.unwrap();
+    }
+    remover.await.unwrap();
+    // Every remaining image is whole, the shared layer among them.
+    for (i, img) in images.iter().enumerate().skip(1) {
+        for (d, bytes) in &img.layers {
+            let b = env.get(&format!("/v2/img{i}/blobs/{d}")).await;
+            assert_eq!(b.status, StatusCode::OK, "img{i} {d}");
+            assert_eq!(&b.body, bytes);
+        }
+    }
+    // 5 images: manifest, config and own layer each, plus the shared layer.
+    assert_eq!(env.blob_files().len(), 5 * 3 + 1);
+    assert!(env.staging_is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retagging_collects_the_old_image() {
     let env = env();

@@ -321,3 +321,17 @@ fn nodes_pull_with_their_login_and_anonymous_pulls_are_opt_in() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn archives_over_the_limit_are_refused_with_a_hint() {
+    let hub = Hub::start_with(&["--image-import-limit", "64Ki"]);
+    let archive = hub.scratch().join("busybox.tar");
+    TestImage::busybox().write_oci_layout_tar(&archive).unwrap();
+    assert!(std::fs::metadata(&archive).unwrap().len() > 64 * 1024);
+    let out = hub.skiff(&["image", "import", archive.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--image-import-limit"), "{err}");
+    assert!(hub.skiff_ok(&["image", "ls"]).is_empty());
+    assert!(hub.log().contains("over the size limit"), "{}", hub.log());
+}

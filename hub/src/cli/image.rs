@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
+use super::client::ApiError;
 use super::error::CliError;
 use super::table::{Table, age_of};
 use super::{Ctx, client::encode_segment};
@@ -192,7 +193,23 @@ fn import(ctx: &mut Ctx<'_>, args: &ImportArgs) -> Result<(), CliError> {
         .client
         .upload(&format!("{IMAGES}/import"), &query, &mut progress);
     progress.finish();
-    let answer = result?;
+    let answer = result.map_err(|e| match e {
+        // The hub stops reading an archive over its size limit and answers 413, which
+        // a client still sending only sees as a closed connection.
+        ApiError::Transport {
+            source: ureq::Error::Io(io),
+            ..
+        } if matches!(
+            io.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+        ) =>
+        {
+            CliError::Refused(format!(
+                "the hub closed the connection during the upload ({io}); the archive may be over its size limit (skiff-hub serve --image-import-limit); see the hub's log"
+            ))
+        }
+        other => other.into(),
+    })?;
     for img in answer["images"].as_array().into_iter().flatten() {
         writeln!(
             ctx.out,

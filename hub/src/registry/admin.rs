@@ -240,6 +240,10 @@ async fn import(
 }
 
 fn too_large(limit: u64) -> Response {
+    tracing::info!(
+        limit,
+        "image import refused: the archive is over the size limit"
+    );
     failure(
         StatusCode::PAYLOAD_TOO_LARGE,
         "RequestEntityTooLarge",
