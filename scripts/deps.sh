@@ -14,7 +14,7 @@ if [ "${1:-}" != "--build-only" ]; then
   # ARM cross builds, run under qemu-user
   libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file
   # benchmark peers and test tooling
-  sqlite3 wrk procps iproute2 mosquitto
+  sqlite3 wrk procps iproute2 mosquitto skopeo busybox-static
   )
 fi
 

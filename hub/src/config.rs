@@ -16,6 +16,8 @@
 //! | `--broker-username` | `SKIFF_HUB_BROKER_USERNAME` | `broker-username` | the hub's login on the external broker |
 //! | `--broker-password` | `SKIFF_HUB_BROKER_PASSWORD` | `broker-password` | |
 //! | `--node-grace` | `SKIFF_HUB_NODE_GRACE` | `node-grace` | `40s`: time without heartbeat before a node's Ready is Unknown |
+//! | `--registry-anonymous-pull` | `SKIFF_HUB_REGISTRY_ANONYMOUS_PULL` | `registry-anonymous-pull` | `false`: pulls from `/v2/` need the admin token or a node's login |
+//! | `--image-import-limit` | `SKIFF_HUB_IMAGE_IMPORT_LIMIT` | `image-import-limit` | `4Gi`: largest image archive `skiff image import` may send |
 //!
 //! The default config file is looked up in the data directory chosen by flag,
 //! environment or default (the file itself cannot move it there); a `--config` that
@@ -127,6 +129,12 @@ pub struct ServeArgs {
     /// Time without a heartbeat before a node's Ready condition becomes Unknown.
     #[arg(long, env = "SKIFF_HUB_NODE_GRACE", value_name = "DURATION", value_parser = parse_duration)]
     pub node_grace: Option<std::time::Duration>,
+    /// Let anyone pull images from the registry at /v2/, without credentials.
+    #[arg(long, env = "SKIFF_HUB_REGISTRY_ANONYMOUS_PULL")]
+    pub registry_anonymous_pull: bool,
+    /// Largest image archive accepted by `skiff image import`, e.g. 4Gi.
+    #[arg(long, env = "SKIFF_HUB_IMAGE_IMPORT_LIMIT", value_name = "BYTES", value_parser = parse_size)]
+    pub image_import_limit: Option<usize>,
 }
 
 /// Which broker the hub uses.
@@ -190,6 +198,8 @@ pub struct HubConfig {
     pub log: LogConfig,
     pub broker: BrokerMode,
     pub node_grace: std::time::Duration,
+    pub registry_anonymous_pull: bool,
+    pub image_import_limit: u64,
 }
 
 /// Why the settings could not be resolved.
@@ -271,6 +281,8 @@ struct FileConfig {
     broker_username: Option<String>,
     broker_password: Option<String>,
     node_grace: Option<String>,
+    registry_anonymous_pull: Option<bool>,
+    image_import_limit: Option<SizeValue>,
 }
 
 /// A size in a file: a number of bytes or a string with a suffix.
@@ -376,6 +388,14 @@ fn merge(args: ServeArgs, file: FileConfig, path: &Path) -> Result<HubConfig, Co
             message,
         })?),
     };
+    let file_import_limit = match file.image_import_limit {
+        None => None,
+        Some(SizeValue::Bytes(n)) => Some(n),
+        Some(SizeValue::Text(s)) => Some(parse_size(&s).map_err(|message| ConfigError::Size {
+            path: path.to_path_buf(),
+            message,
+        })?),
+    };
     let listen = args.mqtt_listen.or(file.mqtt_listen);
     let advertise = args.mqtt_advertise.or(file.mqtt_advertise);
     let broker = match args.broker.or(file.broker) {
@@ -417,6 +437,12 @@ fn merge(args: ServeArgs, file: FileConfig, path: &Path) -> Result<HubConfig, Co
         },
         broker,
         node_grace: args.node_grace.or(file_grace).unwrap_or(DEFAULT_NODE_GRACE),
+        registry_anonymous_pull: args.registry_anonymous_pull
+            || file.registry_anonymous_pull.unwrap_or(false),
+        image_import_limit: args
+            .image_import_limit
+            .or(file_import_limit)
+            .map_or(crate::registry::DEFAULT_IMPORT_LIMIT, |n| n as u64),
     })
 }
 

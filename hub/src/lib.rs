@@ -9,6 +9,7 @@ pub mod controllers;
 pub mod dispatch;
 pub mod join;
 pub mod nodes;
+pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod store;

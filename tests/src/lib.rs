@@ -19,6 +19,7 @@ use anyhow::{Context, Result, bail};
 
 mod agent;
 pub mod busybox;
+pub mod image;
 mod mosquitto;
 
 pub use agent::{Agent, RuntimeContainer, RuntimePod, runtime_pods};

@@ -110,7 +110,7 @@ pub(crate) fn object_path(kind: Kind, namespace: &str, name: &str) -> String {
 
 /// Object names are DNS-like and need no escaping; anything else a user types is
 /// percent-encoded so it cannot change the path's shape.
-fn encode_segment(s: &str) -> String {
+pub(crate) fn encode_segment(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -267,6 +267,40 @@ impl Client {
 
     pub(crate) fn version(&self) -> Result<Value, ApiError> {
         self.call(Method::Get, "/version", &[], None)
+    }
+
+    /// GET of a hub path outside the resource API (e.g. `/skiff/v1/images`).
+    pub(crate) fn get_path(&self, path: &str) -> Result<Value, ApiError> {
+        self.call(Method::Get, path, &[], None)
+    }
+
+    /// DELETE of a hub path outside the resource API.
+    pub(crate) fn delete_path(&self, path: &str) -> Result<Value, ApiError> {
+        self.call(Method::Delete, path, &[], None)
+    }
+
+    /// POSTs `body` as a stream (no overall timeout: archives can be large).
+    pub(crate) fn upload(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: &mut dyn std::io::Read,
+    ) -> Result<Value, ApiError> {
+        let url = self.url(path);
+        let resp = self
+            .prepare(self.agent.post(&url), query)
+            .content_type("application/x-tar")
+            .send(ureq::SendBody::from_reader(body))
+            .map_err(|e| self.transport(&url, e))?;
+        let code = resp.status().as_u16();
+        let bytes = read_body(resp, &url)?;
+        if !(200..300).contains(&code) {
+            return Err(self.status_error(&url, code, &bytes));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::BadResponse {
+            url,
+            reason: format!("not JSON: {e}"),
+        })
     }
 
     /// Opens a watch on a collection from `resource_version` (exclusive).

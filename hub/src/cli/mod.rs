@@ -22,6 +22,7 @@ mod edit;
 mod error;
 mod exec;
 mod get;
+mod image;
 mod logs;
 mod printers;
 mod run;
@@ -180,6 +181,9 @@ Examples:
     Cordon(edit::NodeArgs),
     /// Mark a node schedulable again
     Uncordon(edit::NodeArgs),
+    /// Import, list and remove images of the hub's registry
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// List the resource kinds the hub serves
     ApiResources,
     /// Print the client version and the hub's version
@@ -306,6 +310,7 @@ pub fn run(cli: Cli, io: Io<'_>) -> Result<(), CliError> {
         Command::Taint(a) => edit::run_taint(&mut ctx, &a),
         Command::Cordon(a) => edit::run_cordon(&mut ctx, &a, true),
         Command::Uncordon(a) => edit::run_cordon(&mut ctx, &a, false),
+        Command::Image(c) => image::run(&mut ctx, &c),
         Command::Version(_) => version(&mut ctx),
         Command::Logs(a) => logs::run(&mut ctx, &a),
         Command::Exec(a) => exec::run(&mut ctx, &a),

@@ -20,6 +20,7 @@ use crate::dispatch::{
     LinkOptions, MqttDispatcher, metrics_routes,
 };
 use crate::join::{CREDENTIALS_DB, CredentialError, Credentials, JoinApi};
+use crate::registry::{PullAuth, Registry, RegistryError, RegistryOptions};
 use crate::scheduler::{Scheduler, SchedulerError, SchedulerOptions};
 use crate::store::{SqliteStore, Store, StoreError, StoreOptions};
 
@@ -59,6 +60,8 @@ pub enum RunError {
     Credentials(#[from] CredentialError),
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    #[error("image registry: {0}")]
+    Registry(#[from] RegistryError),
     #[error("the hub could not log into its embedded MQTT broker at {0}")]
     BrokerLogin(String),
 }
@@ -125,6 +128,17 @@ pub async fn serve(
     );
     server.bootstrap().await?;
     let credentials = Credentials::open(&config.data_dir.join(CREDENTIALS_DB))?;
+    let registry = Registry::open(
+        &config.data_dir,
+        RegistryOptions {
+            import_limit: config.image_import_limit,
+        },
+    )?;
+    let registry_auth = PullAuth {
+        admin: token.clone(),
+        nodes: Some(credentials.clone()),
+        anonymous_pull: config.registry_anonymous_pull,
+    };
 
     // One shutdown signal fans out to the API server and the control loops.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -237,6 +251,7 @@ pub async fn serve(
         crate::join::routes(join_api)
             .merge(metrics_routes(token, counters))
             .merge(crate::stream::routes(streams))
+            .merge(registry.routes(registry_auth))
             .layer(axum::middleware::from_fn(super::trace::request_span)),
     );
 
