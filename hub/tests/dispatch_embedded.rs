@@ -437,3 +437,161 @@ fn spoofed_garbage_and_replayed_messages_are_counted_and_dropped() {
         );
     }
 }
+
+#[test]
+fn pod_events_are_recorded_on_the_pod_counted_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &[]);
+    let a = hub.join("node-a");
+    let b = hub.join("node-b");
+    let mut agent = FakeAgent::connect(&a, hub.mqtt_port);
+    agent.node_status(&[]);
+    hub.wait_for("/api/v1/nodes/node-a", WAIT, |n| {
+        n["metadata"]["name"] == "node-a"
+    });
+    let web = hub.create_pod("web", "node-a");
+    let theirs = hub.create_pod("theirs", "node-b");
+    // The link learns about the binding from its watch; a status that lands shows it has.
+    agent.pod_status("web", &uid(&web), "Pending");
+    hub.wait_for("/api/v1/namespaces/default/pods/web", WAIT, |p| {
+        p["status"]["phase"] == "Pending"
+    });
+
+    let backoff = "Back-off restarting failed container app";
+    agent.pod_event("web", &uid(&web), "Warning", "BackOff", backoff);
+    agent.pod_event(
+        "web",
+        &uid(&web),
+        "Normal",
+        "Pulled",
+        "image busybox pulled",
+    );
+    agent.pod_event("web", &uid(&web), "Warning", "BackOff", backoff);
+    // Another node's pod, and a type the protocol does not know: rejected.
+    agent.pod_event("theirs", &uid(&theirs), "Warning", "BackOff", backoff);
+    agent.pod_event("web", &uid(&web), "Fatal", "BackOff", backoff);
+
+    let events = |reason: &str| -> Vec<serde_json::Value> {
+        let (code, list) = hub.get("/api/v1/namespaces/default/events");
+        assert_eq!(code, 200, "{list}");
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["reason"] == reason && e["source"]["component"] == "skiff-agent")
+            .cloned()
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let back = events("BackOff");
+        if back.len() == 1 && back[0]["count"] == 2 && events("Pulled").len() == 1 {
+            let e = &back[0];
+            assert_eq!(e["involvedObject"]["kind"], "Pod");
+            assert_eq!(e["involvedObject"]["name"], "web");
+            assert_eq!(e["involvedObject"]["uid"], uid(&web));
+            assert_eq!(e["source"]["host"], "node-a");
+            assert_eq!(e["type"], "Warning");
+            assert_eq!(e["message"], backoff);
+            assert!(e["lastTimestamp"].is_string(), "{e}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events: {:?} {:?}",
+            events("BackOff"),
+            events("Pulled")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(hub.metric("not_bound"), 1);
+    assert_eq!(hub.metric("malformed"), 1);
+
+    // A flood from one node is cut at its budget, and status still gets through.
+    for i in 0..300 {
+        agent.pod_event("web", &uid(&web), "Warning", "Flood", &format!("event {i}"));
+    }
+    agent.pod_status("web", &uid(&web), "Running");
+    hub.wait_for("/api/v1/namespaces/default/pods/web", WAIT, |p| {
+        p["status"]["phase"] == "Running"
+    });
+    let deadline = std::time::Instant::now() + WAIT;
+    while hub.metric("event_flood") + (events("Flood").len() as u64) < 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flood not accounted for"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let recorded = events("Flood").len();
+    assert!(
+        recorded < 100 && hub.metric("event_flood") >= 200,
+        "{recorded} flood events recorded, {} dropped",
+        hub.metric("event_flood")
+    );
+    drop(b);
+}
+
+#[test]
+fn a_restarted_hub_does_not_resend_what_its_agents_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Hub::start(dir.path(), &[]);
+    let port = hub.mqtt_port;
+    let j = hub.join("edge-a");
+    let mut agent = FakeAgent::connect(&j, port);
+    agent.subscribe("edge-a");
+    let web = hub.create_pod("web", "edge-a");
+    let sent = match agent.recv(WAIT) {
+        Down::PodUpsert { revision, .. } => revision,
+        other => panic!("expected an upsert, got {other:?}"),
+    };
+    // Status moves the pod's resourceVersion past what the agent holds.
+    agent.pod_status("web", &uid(&web), "Running");
+    let running = hub.wait_for("/api/v1/namespaces/default/pods/web", WAIT, |p| {
+        p["status"]["phase"] == "Running"
+    });
+    assert!(rev(&running) > sent);
+    agent.disconnect();
+    hub.terminate();
+    assert!(dir.path().join("dispatch-sent.json").exists());
+
+    let hub = Hub::start_on(dir.path(), &[], port);
+    let mut agent = FakeAgent::connect(&j, port);
+    agent.seq = 1_000;
+    agent.subscribe("edge-a");
+    let held = vec![PodRef {
+        namespace: "default".into(),
+        name: "web".into(),
+        uid: uid(&web),
+        revision: sent,
+    }];
+    agent.sync(sent, held.clone());
+    assert!(
+        matches!(
+            agent.recv_until_sync_done(WAIT)[..],
+            [Down::SyncDone { pods: 1, .. }]
+        ),
+        "the restarted hub sent the pod again"
+    );
+
+    // Without the record (lost data), the pod is sent again: correct, only slower.
+    agent.disconnect();
+    hub.terminate();
+    std::fs::remove_file(dir.path().join("dispatch-sent.json")).unwrap();
+    let _hub = Hub::start_on(dir.path(), &[], port);
+    let mut agent = FakeAgent::connect(&j, port);
+    agent.seq = 2_000;
+    agent.subscribe("edge-a");
+    agent.sync(sent, held);
+    // (Twice if the new hub's first listing reached the agent's subscription too.)
+    let answer = agent.recv_until_sync_done(WAIT);
+    let (done, upserts) = answer.split_last().unwrap();
+    assert!(
+        matches!(done, Down::SyncDone { pods: 1, .. })
+            && !upserts.is_empty()
+            && upserts
+                .iter()
+                .all(|m| matches!(m, Down::PodUpsert { pod, .. } if pod.metadata.name == "web")),
+        "{answer:?}"
+    );
+}

@@ -4,101 +4,27 @@
 
 mod dispatch_support;
 
-use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+// The launcher the cross-crate tests and benchmarks use, shared as a file.
+#[allow(dead_code)]
+#[path = "../../tests/src/mosquitto.rs"]
+mod mosquitto;
+
 use std::time::{Duration, Instant};
 
-use dispatch_support::{FakeAgent, Hub, free_port, ready_status};
+use dispatch_support::{FakeAgent, Hub, ready_status};
+use mosquitto::Mosquitto;
 use rumqttc::QoS;
-use skiff_api::protocol::{Down, MAX_PACKET, SCHEMA_VERSION, TopicKind, Up, topic};
+use skiff_api::protocol::{Down, SCHEMA_VERSION, TopicKind, Up, topic};
 
-const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-const MOSQUITTO_CTRL: &str = "/usr/bin/mosquitto_ctrl";
-const DYNSEC: &str = "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so";
 const WAIT: Duration = Duration::from_secs(10);
-
-struct Mosquitto {
-    child: Child,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_mosquitto(dir: &Path, port: u16) -> Mosquitto {
-    let conf = dir.join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listener {port} 127.0.0.1\nallow_anonymous false\nper_listener_settings false\n\
-             user {user}\n\
-             max_packet_size {MAX_PACKET}\npersistence false\n\
-             plugin {DYNSEC}\nplugin_opt_config_file {}\n",
-            dir.join("dynsec.json").display(),
-            // As root Mosquitto would switch to the `mosquitto` user, which cannot
-            // write the dynsec file in this private temp dir; otherwise ignored.
-            user = std::env::var("USER").unwrap_or_else(|_| "root".into()),
-        ),
-    )
-    .unwrap();
-    let child = Command::new(MOSQUITTO)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {MOSQUITTO} (apt-get install mosquitto): {e}"));
-    let deadline = Instant::now() + WAIT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not listen on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Mosquitto { child }
-}
 
 #[test]
 fn mosquitto_with_dynamic_security_isolates_nodes_and_survives_a_restart() {
-    for bin in [MOSQUITTO, MOSQUITTO_CTRL, DYNSEC] {
-        assert!(
-            Path::new(bin).exists(),
-            "{bin} is missing: apt-get install mosquitto mosquitto-clients"
-        );
-    }
-    let broker_dir = tempfile::tempdir().unwrap();
-    let init = Command::new(MOSQUITTO_CTRL)
-        .args(["dynsec", "init"])
-        .arg(broker_dir.path().join("dynsec.json"))
-        .args(["hub-admin", "admin-secret"])
-        .output()
-        .unwrap();
-    assert!(
-        init.status.success(),
-        "{}",
-        String::from_utf8_lossy(&init.stderr)
-    );
-    let port = free_port();
-    let mut mosquitto = start_mosquitto(broker_dir.path(), port);
-
+    let mut mosquitto = Mosquitto::start();
+    let port = mosquitto.port();
+    let url = mosquitto.url();
     let hub_dir = tempfile::tempdir().unwrap();
-    let url = format!("mqtt://127.0.0.1:{port}");
-    let hub = Hub::start(
-        hub_dir.path(),
-        &[
-            "--broker".into(),
-            url.clone(),
-            "--broker-username".into(),
-            "hub-admin".into(),
-            "--broker-password".into(),
-            "admin-secret".into(),
-        ],
-    );
+    let hub = Hub::start(hub_dir.path(), &mosquitto.hub_args());
     let a = hub.join("mq-a");
     let b = hub.join("mq-b");
     assert_eq!(a.broker, url);
@@ -168,8 +94,7 @@ fn mosquitto_with_dynamic_security_isolates_nodes_and_survives_a_restart() {
     // syncs and gets its pod again.
     drop(agent_a);
     drop(agent_b);
-    drop(mosquitto);
-    mosquitto = start_mosquitto(broker_dir.path(), port);
+    mosquitto.restart();
     let deadline = Instant::now() + WAIT;
     let mut agent_a = loop {
         if let Ok(agent) = FakeAgent::connect_as(port, "mq-a", "mq-a", &a.password, &a.key, 2) {

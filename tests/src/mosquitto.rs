@@ -3,13 +3,13 @@
 //! persistence of sessions or messages. The dynsec JSON file lives in that directory, so
 //! a restart loses every session and queued message but keeps the accounts and roles
 //! the hub created. Missing binaries fail the test with the package to install.
+//!
+//! Self-contained (std, tempfile, rand), so hub/tests includes this same file.
 
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::free_port;
 
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const MOSQUITTO_CTRL: &str = "/usr/bin/mosquitto_ctrl";
@@ -65,7 +65,10 @@ impl Mosquitto {
             "mosquitto_ctrl dynsec init failed: {}",
             String::from_utf8_lossy(&init.stderr)
         );
-        let port = free_port().expect("a free port");
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
         let mut m = Mosquitto {
             child: None,
             dir,

@@ -109,9 +109,16 @@ impl EmbeddedBroker {
             router: RouterConfig {
                 max_connections: MAX_AGENTS + 100,
                 max_outgoing_packet_count: 200,
-                // A segment must hold the largest packet; a few per topic bound memory.
-                max_segment_size: 4 * MAX_PACKET,
-                max_segment_count: 4,
+                // Every subscription filter keeps a log of what it matched, in segments,
+                // dropping the oldest segment only when the count is exceeded: the
+                // hub's `+/h` and `+/u` filters therefore always hold count × size
+                // bytes of heartbeats and statuses, several times that in memory
+                // (each message is its own topic and payload allocation). A segment
+                // must hold the largest packet; two let a reader finish one while
+                // the other fills. The hub reads as they arrive, so nothing it needs
+                // is older than that.
+                max_segment_size: MAX_PACKET,
+                max_segment_count: 2,
                 ..RouterConfig::default()
             },
             v4: Some([("skiff".to_string(), server)].into_iter().collect()),

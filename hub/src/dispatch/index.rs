@@ -8,6 +8,8 @@ use std::sync::Arc;
 use skiff_api::protocol::PodRef;
 use skiff_api::{Object, Revision};
 
+use super::sent::Sent;
+
 /// A message for one node's desired-state topic.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Change {
@@ -40,6 +42,8 @@ pub(crate) struct PodIndex {
     by_node: HashMap<String, BTreeSet<String>>,
     /// The store revision everything here reflects.
     revision: u64,
+    /// What a previous hub process recorded as sent, used by the first relist only.
+    seed: Option<Sent>,
 }
 
 fn bound_node(pod: &Object) -> Option<&str> {
@@ -144,18 +148,58 @@ impl PodIndex {
         out
     }
 
+    /// Hands in what a previous process recorded as sent ([`Sent`]); the next relist
+    /// takes a pod unchanged since that record as held by its node at the recorded
+    /// revision, instead of sending it again.
+    pub(crate) fn seed(&mut self, sent: Sent) {
+        self.seed = Some(sent);
+    }
+
+    /// What to record so that a later process can [`seed`](Self::seed) from it.
+    pub(crate) fn sent(&self) -> Sent {
+        Sent {
+            revision: self.revision,
+            pods: self
+                .by_uid
+                .iter()
+                .map(|(uid, e)| (uid.clone(), e.desired))
+                .collect(),
+        }
+    }
+
     /// Replaces everything with a fresh list at `rev` (after the watch fell behind),
     /// returning what changed meanwhile.
     pub(crate) fn relist(&mut self, pods: &[Arc<Object>], rev: Revision) -> Vec<Change> {
+        let seed = self.seed.take();
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         for pod in pods {
-            if let Some(uid) = &pod.meta().uid {
-                seen.insert(uid.0.clone());
+            let uid = pod.meta().uid.as_ref().map(|u| u.0.as_str());
+            if let Some(uid) = uid {
+                seen.insert(uid.to_string());
             }
             // A pod whose object did not change compares equal and yields nothing.
             let at = pod.meta().revision().unwrap_or(rev);
-            out.extend(self.observe(pod, at, false));
+            let fresh = uid.is_some_and(|u| !self.by_uid.contains_key(u));
+            let changes = self.observe(pod, at, false);
+            // Unchanged since the record was written: the node holds it as recorded.
+            let held = seed.as_ref().zip(uid).and_then(|(s, u)| {
+                let d = *s.pods.get(u)?;
+                (fresh && at.0 <= s.revision && d <= at.0).then_some((u, d))
+            });
+            match held {
+                Some((u, d)) => {
+                    if let Some(e) = self.by_uid.get_mut(u) {
+                        e.desired = d;
+                    }
+                    out.extend(
+                        changes
+                            .into_iter()
+                            .filter(|c| !matches!(c, Change::Upsert { .. })),
+                    );
+                }
+                None => out.extend(changes),
+            }
         }
         let gone: Vec<String> = self
             .by_uid
@@ -375,5 +419,60 @@ mod tests {
             kinds(&changes),
             [("n1".into(), "upsert", 5), ("n1".into(), "delete", 6)]
         );
+    }
+
+    #[test]
+    fn a_restarted_index_seeded_with_what_was_sent_does_not_resend() {
+        let mut ix = PodIndex::default();
+        let a = pod("a", "ua", Some("n1"), 2);
+        let b = pod("b", "ub", Some("n1"), 3);
+        ix.relist(&[a.clone(), b.clone()], Revision(3));
+        // Status writes move resourceVersion without changing what the agent holds.
+        let running = |o: &Arc<Object>, rev| {
+            edit(o, rev, |p| {
+                p.status = Some(PodStatus {
+                    phase: Some(PodPhase::Running),
+                    ..PodStatus::default()
+                })
+            })
+        };
+        let (a4, b5) = (running(&a, 4), running(&b, 5));
+        ix.observe(&a4, Revision(4), false);
+        ix.observe(&b5, Revision(5), false);
+        let sent = ix.sent();
+        assert_eq!(sent.revision, 5);
+
+        // Without the record, a new process sends both again and answers a sync
+        // holding the old revisions with both.
+        let held = [
+            PodRef {
+                namespace: "default".into(),
+                name: "a".into(),
+                uid: "ua".into(),
+                revision: 2,
+            },
+            PodRef {
+                namespace: "default".into(),
+                name: "b".into(),
+                uid: "ub".into(),
+                revision: 3,
+            },
+        ];
+        let mut cold = PodIndex::default();
+        assert_eq!(cold.relist(&[a4.clone(), b5.clone()], Revision(5)).len(), 2);
+        assert_eq!(cold.diff("n1", &held).len(), 2);
+
+        // With it, nothing is sent; b changed after the record (revision 7 > 5) and is
+        // sent again, since the record cannot vouch for it.
+        let b7 = edit(&b5, 7, |p| p.spec.containers[0].image = "busybox:2".into());
+        let mut warm = PodIndex::default();
+        warm.seed(sent);
+        assert_eq!(
+            kinds(&warm.relist(&[a4, b7], Revision(7))),
+            [("n1".into(), "upsert", 7)]
+        );
+        assert_eq!(kinds(&warm.diff("n1", &held)), [("n1".into(), "upsert", 7)]);
+        // The seed is used once: a later relist compares objects as usual.
+        assert!(warm.seed.is_none());
     }
 }

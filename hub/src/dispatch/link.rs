@@ -3,6 +3,7 @@
 //! second task that batches them, so a slow disk never delays desired state.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,11 @@ use skiff_api::{Kind, Object, ObjectKey};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use super::events::{EVENTS_PER_BATCH, EventBudget, PodEvent, Recorder, key_of, severity};
 use super::index::{Change, PodIndex};
 use super::ingest::{Gate, Opened};
 use super::metrics::{Counters, Reject};
+use super::sent::Sent;
 use super::{Dispatcher, Incoming};
 use crate::clock::Clock;
 use crate::join::Credentials;
@@ -27,6 +30,10 @@ use crate::store::{EventType, Scope, Store, StoreError, Watch, Write, Written};
 pub struct LinkOptions {
     /// Time without a heartbeat before a node's Ready condition becomes Unknown.
     pub node_grace: Duration,
+    /// Where to keep what each node was sent across restarts (in the data dir), so a
+    /// restarted hub answers agents' syncs with only what changed; `None` keeps
+    /// nothing and a restarted hub sends every pod again.
+    pub sent_file: Option<PathBuf>,
 }
 
 /// The hub side of hub ↔ agent.
@@ -89,11 +96,27 @@ impl HubLink {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let (jobs_tx, jobs_rx) = mpsc::channel(8192);
-        let writer = tokio::spawn(write_loop(self.store.clone(), self.clock.clone(), jobs_rx));
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        let writer = tokio::spawn(write_loop(
+            self.store.clone(),
+            self.clock.clone(),
+            jobs_rx,
+            events_rx,
+        ));
+        let mut budget = EventBudget::default();
         let (nodes, _) = self.store.list(&Scope::kind(Kind::Node));
         let mut leases = Leases::new(self.options.node_grace, &nodes, Instant::now());
         let mut gate = Gate::default();
         let mut index = PodIndex::default();
+        if let Some(path) = &self.options.sent_file {
+            match Sent::load(path) {
+                Ok(sent) => index.seed(sent),
+                Err(e) => {
+                    warn!(error = %e, "ignoring the record of sent desired state; every pod is sent again")
+                }
+            }
+        }
+        let mut saver = Saver::default();
         let tick_every =
             (self.options.node_grace / 8).clamp(Duration::from_millis(100), Duration::from_secs(1));
         let mut tick = tokio::time::interval(tick_every);
@@ -132,10 +155,12 @@ impl HubLink {
                             break 'relist;
                         }
                         Some(msg) => {
-                            self.handle(&msg, &mut gate, &mut index, &mut leases, &jobs_tx).await;
+                            let mut to = Queues { jobs: &jobs_tx, events: &events_tx, budget: &mut budget };
+                            self.handle(&msg, &mut gate, &mut index, &mut leases, &mut to).await;
                         }
                     },
                     _ = tick.tick() => {
+                        saver.maybe_save(&self.options.sent_file, &index, false);
                         for t in leases.expire(Instant::now()) {
                             if let Transition::Unknown(node) = &t {
                                 info!(node = %node, "no heartbeat within the grace period; node Ready is Unknown");
@@ -146,7 +171,12 @@ impl HubLink {
                 }
             }
         }
+        // The final record must follow any save still running, never race it.
+        saver.finish().await;
+        saver.maybe_save(&self.options.sent_file, &index, true);
+        saver.finish().await;
         drop(jobs_tx);
+        drop(events_tx);
         let _ = writer.await;
     }
 
@@ -222,8 +252,9 @@ impl HubLink {
         gate: &mut Gate,
         index: &mut PodIndex,
         leases: &mut Leases,
-        jobs: &mpsc::Sender<Job>,
+        to: &mut Queues<'_>,
     ) {
+        let jobs = to.jobs;
         let opened = gate.open(&msg.topic, &msg.payload, |n| self.credentials.key(n));
         let (node, opened) = match opened {
             Ok(o) => o,
@@ -292,10 +323,46 @@ impl HubLink {
                     })
                     .await;
             }
-            Opened::Up(Up::PodEvent { uid, reason, .. }) => {
-                // Recorded as Events once the event writer lands; accepted meanwhile.
+            Opened::Up(Up::PodEvent {
+                namespace,
+                name,
+                uid,
+                type_,
+                reason,
+                message,
+                ..
+            }) => {
+                if !index.bound_to(&uid, &node) {
+                    self.counters.reject(Reject::NotBound);
+                    warn!(node = %node, pod = %name, namespace = %namespace, "event for a pod not bound to this node; rejected");
+                    return;
+                }
+                let Some(severity) = severity(&type_) else {
+                    self.counters.reject(Reject::Malformed);
+                    warn!(node = %node, pod = %name, r#type = %type_, "event type is neither Normal nor Warning; rejected");
+                    return;
+                };
+                if reason.is_empty() {
+                    self.counters.reject(Reject::Malformed);
+                    warn!(node = %node, pod = %name, "event without a reason; rejected");
+                    return;
+                }
+                let ev = PodEvent {
+                    node: node.clone(),
+                    namespace,
+                    name,
+                    uid,
+                    severity,
+                    reason,
+                    message,
+                };
+                // Dropped rather than queued without bound: status writes come first.
+                if !to.budget.take(&node, now) || to.events.try_send(ev).is_err() {
+                    self.counters.reject(Reject::EventFlood);
+                    debug!(node = %node, "pod event dropped: over the node's budget or the queue is full");
+                    return;
+                }
                 self.counters.accept();
-                debug!(node = %node, pod = %uid, reason = %reason, "pod event");
             }
             Opened::Up(up @ (Up::StreamData { .. } | Up::StreamEnd { .. })) => {
                 self.counters.accept();
@@ -324,14 +391,90 @@ impl HubLink {
     }
 }
 
-/// Applies the link's writes, batching whatever is queued into one `write_batch`.
-async fn write_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut jobs: mpsc::Receiver<Job>) {
+/// Writes the record of sent desired state now and then, off the link's task.
+#[derive(Debug, Default)]
+struct Saver {
+    /// The index revision last written.
+    saved: u64,
+    last: Option<Instant>,
+    running: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Saver {
+    /// How often a changed record is written while running; the final one is written
+    /// on shutdown.
+    const EVERY: Duration = Duration::from_secs(30);
+
+    fn maybe_save(&mut self, path: &Option<PathBuf>, index: &PodIndex, last: bool) {
+        let Some(path) = path else { return };
+        if index.revision() == self.saved
+            || self.running.as_ref().is_some_and(|h| !h.is_finished())
+            || (!last && self.last.is_some_and(|t| t.elapsed() < Self::EVERY))
+        {
+            return;
+        }
+        let sent = index.sent();
+        self.saved = sent.revision;
+        self.last = Some(Instant::now());
+        let path = path.clone();
+        self.running = Some(tokio::task::spawn_blocking(move || {
+            if let Err(e) = sent.save(&path) {
+                warn!(error = %e, "cannot record sent desired state");
+            }
+        }));
+    }
+
+    async fn finish(&mut self) {
+        if let Some(h) = self.running.take() {
+            let _ = h.await;
+        }
+    }
+}
+
+/// Pod events waiting for the writer at most; more are dropped (and counted).
+const EVENT_QUEUE: usize = 1024;
+
+/// Where [`HubLink::handle`] sends the writes it wants.
+struct Queues<'a> {
+    jobs: &'a mpsc::Sender<Job>,
+    events: &'a mpsc::Sender<PodEvent>,
+    budget: &'a mut EventBudget,
+}
+
+/// Applies the link's writes, batching whatever is queued into one `write_batch`:
+/// status and node writes first, then at most [`EVENTS_PER_BATCH`] pod events.
+async fn write_loop(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    mut jobs: mpsc::Receiver<Job>,
+    mut events: mpsc::Receiver<PodEvent>,
+) {
     const BATCH: usize = 512;
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
+    let mut recorder = Recorder::default();
+    let mut events_open = true;
+    loop {
+        let mut batch = Vec::new();
+        let mut evs = Vec::new();
+        tokio::select! {
+            biased;
+            j = jobs.recv() => match j {
+                Some(j) => batch.push(j),
+                None => break,
+            },
+            e = events.recv(), if events_open => match e {
+                Some(e) => evs.push(e),
+                None => events_open = false,
+            },
+        }
         while batch.len() < BATCH {
             match jobs.try_recv() {
                 Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        while evs.len() < EVENTS_PER_BATCH {
+            match events.try_recv() {
+                Ok(e) => evs.push(e),
                 Err(_) => break,
             }
         }
@@ -407,7 +550,40 @@ async fn write_loop(store: Arc<dyn Store>, clock: Arc<dyn Clock>, mut jobs: mpsc
             what.push(key.clone());
             writes.push(Write::Mutate(key, mutation));
         }
-        let results = store.write_batch(writes).await;
+        let planned = recorder.plan(evs, now);
+        let mut recording = Vec::with_capacity(planned.len());
+        for p in planned {
+            writes.push(p.write);
+            recording.push((p.same, p.fresh));
+        }
+        if writes.is_empty() {
+            continue;
+        }
+        let mut results = store.write_batch(writes).await;
+        let event_results = results.split_off(results.len().saturating_sub(recording.len()));
+        for ((same, fresh), result) in recording.into_iter().zip(event_results) {
+            match result {
+                Ok(Written::Stored(obj) | Written::Unchanged(obj)) => {
+                    recorder.recorded(same, key_of(&obj));
+                }
+                Ok(Written::Deleted(_)) => {}
+                // The counted object is gone: start a new one.
+                Err(StoreError::NotFound(_)) => {
+                    recorder.forget(&same);
+                    let key = key_of(&fresh);
+                    match store.create(fresh).await {
+                        Ok(_) => recorder.recorded(same, key),
+                        Err(StoreError::Closed) => return,
+                        Err(e) => warn!(event = %key, error = %e, "recording a pod event failed"),
+                    }
+                }
+                Err(StoreError::Closed) => return,
+                Err(e) => {
+                    recorder.forget(&same);
+                    warn!(error = %e, "recording a pod event failed");
+                }
+            }
+        }
         for (key, result) in what.iter().zip(results) {
             match result {
                 Ok(Written::Stored(_) | Written::Unchanged(_) | Written::Deleted(_)) => {}

@@ -27,18 +27,21 @@ pub enum Reject {
     Unauthenticated,
     /// A sequence number at or below the last accepted one.
     Replay,
-    /// Status for a pod that is not bound to the sending node.
+    /// Status or an event for a pod that is not bound to the sending node.
     NotBound,
+    /// An event beyond the sending node's budget, or while the event queue is full.
+    EventFlood,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 7] = [
         Reject::Malformed,
         Reject::TooLarge,
         Reject::UnknownVersion,
         Reject::Unauthenticated,
         Reject::Replay,
         Reject::NotBound,
+        Reject::EventFlood,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,6 +52,7 @@ impl Reject {
             Reject::Unauthenticated => "unauthenticated",
             Reject::Replay => "replay",
             Reject::NotBound => "not_bound",
+            Reject::EventFlood => "event_flood",
         }
     }
 }
@@ -56,7 +60,7 @@ impl Reject {
 /// Shared counters; every field only ever grows.
 #[derive(Debug, Default)]
 pub struct Counters {
-    rejected: [AtomicU64; 6],
+    rejected: [AtomicU64; 7],
     accepted: AtomicU64,
     published: AtomicU64,
 }

@@ -12,12 +12,14 @@
 //! - [`Counters`] counts rejected messages by reason, served at `GET /skiff/v1/metrics`.
 
 mod broker;
+mod events;
 mod index;
 mod ingest;
 mod link;
 mod metrics;
 mod mosquitto;
 mod mqtt;
+mod sent;
 
 use async_trait::async_trait;
 use skiff_api::protocol::TopicKind;

@@ -46,3 +46,5 @@ pub use error::SchedulerError;
 pub use options::SchedulerOptions;
 pub use run::Scheduler;
 pub use stats::{SchedulerStats, SchedulerStatsHandle};
+// Events about pods are written the same way by the scheduler and the MQTT link.
+pub(crate) use writes::{PodRef, pod_event};

@@ -138,7 +138,29 @@ pub(crate) fn event(
     } else {
         "Scheduling"
     };
-    Write::Create(Object::Event(Event {
+    let source = EventSource {
+        component: COMPONENT.to_string(),
+        host: String::new(),
+    };
+    Write::Create(Object::Event(pod_event(
+        pod, severity, reason, message, now, unique, source, action,
+    )))
+}
+
+/// An Event about a pod from `source` (the scheduler, or a node's agent), seen once at
+/// `now`, named `<pod>.<unique in hex>`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pod_event(
+    pod: &PodRef,
+    severity: EventSeverity,
+    reason: &str,
+    message: String,
+    now: Time,
+    unique: u64,
+    source: EventSource,
+    action: &str,
+) -> Event {
+    Event {
         metadata: ObjectMeta {
             name: format!("{}.{unique:x}", pod.name),
             namespace: Some(pod.namespace.clone()),
@@ -155,17 +177,14 @@ pub(crate) fn event(
         }),
         reason: reason.to_string(),
         message,
-        source: EventSource {
-            component: COMPONENT.to_string(),
-            host: String::new(),
-        },
+        reporting_component: source.component.clone(),
+        reporting_instance: source.host.clone(),
+        source,
         first_timestamp: Some(now),
         last_timestamp: Some(now),
         count: 1,
         type_: Some(severity),
         event_time: None,
         action: action.to_string(),
-        reporting_component: COMPONENT.to_string(),
-        reporting_instance: String::new(),
-    }))
+    }
 }

@@ -230,6 +230,7 @@ pub async fn serve(
         clock.clone(),
         LinkOptions {
             node_grace: config.node_grace,
+            sent_file: Some(config.data_dir.join("dispatch-sent.json")),
         },
     );
     let streams = crate::stream::Streams::new(

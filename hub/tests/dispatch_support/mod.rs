@@ -46,7 +46,12 @@ impl Hub {
     /// Starts `skiff-hub serve` with the embedded broker on a free port, or with
     /// `extra` flags (e.g. `--broker`), and a 2 s node grace period.
     pub fn start(data_dir: &Path, extra: &[String]) -> Hub {
-        let mqtt_port = free_port();
+        Hub::start_on(data_dir, extra, free_port())
+    }
+
+    /// [`Hub::start`] with the embedded broker on `mqtt_port` (to restart a hub where
+    /// its agents look for it).
+    pub fn start_on(data_dir: &Path, extra: &[String], mqtt_port: u16) -> Hub {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--listen".into(),
@@ -106,6 +111,21 @@ impl Hub {
                 .into(),
             auth: format!("Bearer {token}"),
         }
+    }
+
+    /// Stops the hub with SIGTERM, as systemd does, and waits for it to exit.
+    pub fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(ok.success(), "kill -TERM {pid} failed");
+        let status = self.child.wait().expect("wait for skiff-hub");
+        assert!(
+            status.success(),
+            "skiff-hub exited with {status} after SIGTERM"
+        );
     }
 
     fn reply(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> (u16, Value) {
@@ -429,6 +449,21 @@ impl FakeAgent {
             name: name.into(),
             uid: uid.into(),
             status: Box::new(status),
+        };
+        self.send_up_as(&self.node.clone(), &msg);
+    }
+
+    pub fn pod_event(&mut self, name: &str, uid: &str, type_: &str, reason: &str, message: &str) {
+        let seq = self.next_seq();
+        let msg = Up::PodEvent {
+            v: SCHEMA_VERSION,
+            seq,
+            namespace: "default".into(),
+            name: name.into(),
+            uid: uid.into(),
+            type_: type_.into(),
+            reason: reason.into(),
+            message: message.into(),
         };
         self.send_up_as(&self.node.clone(), &msg);
     }
