@@ -117,3 +117,5 @@ pub trait ImageStore: Send + Sync + std::fmt::Debug {
     /// layer and blob no remaining image needs.
     fn gc(&self, in_use: &BTreeSet<String>) -> Result<GcReport, ImageError>;
 }
+
+pub mod unpack;
