@@ -118,4 +118,15 @@ pub trait ImageStore: Send + Sync + std::fmt::Debug {
     fn gc(&self, in_use: &BTreeSet<String>) -> Result<GcReport, ImageError>;
 }
 
+mod content;
+mod download;
+mod gc;
+mod manifest;
+pub mod reference;
+mod registry;
+mod store;
 pub mod unpack;
+
+pub use manifest::Platform;
+pub use registry::{HubRegistry, RegistryConfig};
+pub use store::{OciImageStore, OciStoreConfig};
