@@ -332,7 +332,10 @@ impl Registry {
             url.push_str(&format!("&service={}", encode(service)));
         }
         let mut req = self.agent.get(&url);
-        if let Some((u, p)) = &ep.basic {
+        // Node credentials go only to the registry's own host, never to a realm elsewhere.
+        if let Some((u, p)) = &ep.basic
+            && host_of(realm) == host_of(&ep.base)
+        {
             req = req.header("Authorization", basic_header(u, p));
         }
         let mut resp = req.call().map_err(|e| err(e.to_string()))?;
