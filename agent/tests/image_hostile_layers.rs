@@ -274,6 +274,21 @@ fn symlink_then_write_is_refused() {
         ])),
         "symlink",
     );
+    // Whiteouts through a symlinked directory: no device beside the canary, no opaque
+    // xattr on the outside directory.
+    for wh in [&b"w/.wh.canary"[..], b"w/.wh..wh..opq", b"w/dir/.wh.inner"] {
+        refused(
+            s.unpack(&tarball(&[
+                link(b"w", tar::EntryType::Symlink, &outside),
+                file(wh, b""),
+            ])),
+            "symlink",
+        );
+    }
+    assert_eq!(
+        xattr::get(&s.outside, "trusted.overlay.opaque").unwrap(),
+        None
+    );
 }
 
 #[test]

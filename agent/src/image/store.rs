@@ -74,6 +74,20 @@ fn bad_reference(reference: &str, e: super::reference::ReferenceError) -> ImageE
     }
 }
 
+/// Drops lower repeats of a layer (Docker's empty layer often appears several times):
+/// overlayfs refuses a directory twice among the lower dirs, and everything in a lower
+/// copy is shadowed by the same content higher up anyway.
+fn keep_topmost(layers: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for l in layers.into_iter().rev() {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out.reverse();
+    out
+}
+
 fn layer_media_ok(media: &str) -> bool {
     media.starts_with("application/vnd.oci.image.layer.")
         || media.starts_with("application/vnd.docker.image.rootfs.")
@@ -109,7 +123,7 @@ impl OciImageStore {
         Ok(Some(LocalImage {
             reference: reference.to_string(),
             digest: rec.digest.clone(),
-            layers,
+            layers: keep_topmost(layers),
             config: rec.config(),
         }))
     }
@@ -229,7 +243,7 @@ impl OciImageStore {
         Ok(LocalImage {
             reference: reference.to_string(),
             digest: m.digest,
-            layers: dirs,
+            layers: keep_topmost(dirs),
             config: record.config(),
         })
     }
@@ -347,5 +361,20 @@ impl ImageStore for OciImageStore {
 
     fn gc(&self, in_use: &BTreeSet<String>) -> Result<GcReport, ImageError> {
         self.collect(in_use)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_layers_keep_their_topmost_place() {
+        let p = |s: &str| PathBuf::from(s);
+        assert_eq!(
+            keep_topmost(vec![p("e"), p("a"), p("e"), p("b"), p("e")]),
+            vec![p("a"), p("b"), p("e")]
+        );
+        assert_eq!(keep_topmost(vec![p("a"), p("b")]), vec![p("a"), p("b")]);
     }
 }
