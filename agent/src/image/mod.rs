@@ -117,3 +117,16 @@ pub trait ImageStore: Send + Sync + std::fmt::Debug {
     /// layer and blob no remaining image needs.
     fn gc(&self, in_use: &BTreeSet<String>) -> Result<GcReport, ImageError>;
 }
+
+mod content;
+mod download;
+mod gc;
+mod manifest;
+pub mod reference;
+mod registry;
+mod store;
+pub mod unpack;
+
+pub use manifest::Platform;
+pub use registry::{HubRegistry, RegistryConfig};
+pub use store::{OciImageStore, OciStoreConfig};
