@@ -5,7 +5,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::content::io_err;
-use super::reference::Reference;
 use super::store::OciImageStore;
 use super::{GcReport, ImageError};
 
@@ -33,7 +32,7 @@ impl OciImageStore {
         // References as pods write them; one that does not parse names no stored image.
         let keep: BTreeSet<String> = in_use
             .iter()
-            .filter_map(|r| Reference::parse(r).ok())
+            .filter_map(|r| self.parse(r).ok())
             .map(|r| r.to_string())
             .collect();
         let mut report = GcReport::default();

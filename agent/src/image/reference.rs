@@ -46,6 +46,13 @@ pub(crate) fn check_digest(d: &str) -> Result<&str, ReferenceError> {
 
 impl Reference {
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        Reference::parse_in(s, None)
+    }
+
+    /// Parses `s`; a name without a registry host belongs to `default_registry` when one
+    /// is given (the Skiff hub: `busybox:1` is the hub's `busybox:1`, its repository
+    /// exactly as written), else to Docker Hub as Docker has it.
+    pub fn parse_in(s: &str, default_registry: Option<&str>) -> Result<Reference, ReferenceError> {
         if s.is_empty() || s.len() > 4096 {
             return Err(bad("empty or too long"));
         }
@@ -80,7 +87,10 @@ impl Reference {
             {
                 (first.to_string(), rest.to_string())
             }
-            _ => (DOCKER_HUB.to_string(), name.to_string()),
+            _ => (
+                default_registry.unwrap_or(DOCKER_HUB).to_string(),
+                name.to_string(),
+            ),
         };
         let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
             DOCKER_HUB.to_string()
@@ -151,6 +161,16 @@ impl fmt::Display for Reference {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unqualified_names_can_belong_to_the_hub() {
+        let r = Reference::parse_in("busybox:1", Some("10.0.0.1:6443")).unwrap();
+        assert_eq!(r.to_string(), "10.0.0.1:6443/busybox:1");
+        let r = Reference::parse_in("apps/web", Some("10.0.0.1:6443")).unwrap();
+        assert_eq!(r.to_string(), "10.0.0.1:6443/apps/web:latest");
+        let r = Reference::parse_in("quay.io/x/y:2", Some("10.0.0.1:6443")).unwrap();
+        assert_eq!(r.to_string(), "quay.io/x/y:2");
+    }
 
     fn canon(s: &str) -> String {
         Reference::parse(s).unwrap().to_string()

@@ -29,6 +29,8 @@ pub struct OciStoreConfig {
     pub limits: UnpackLimits,
     /// Which entry of a multi-platform index to pull.
     pub platform: Platform,
+    /// The registry host of references that name none (the hub's), instead of Docker Hub.
+    pub default_registry: Option<String>,
 }
 
 impl OciStoreConfig {
@@ -38,6 +40,7 @@ impl OciStoreConfig {
             registry: RegistryConfig::default(),
             limits: UnpackLimits::default(),
             platform: Platform::host(),
+            default_registry: None,
         }
     }
 }
@@ -60,6 +63,7 @@ pub struct OciImageStore {
     registry: Registry,
     limits: UnpackLimits,
     platform: Platform,
+    default_registry: Option<String>,
     locks: KeyedLocks,
     /// Pulls hold it shared, garbage collection exclusively.
     pub(crate) gc_lock: RwLock<()>,
@@ -100,10 +104,16 @@ impl OciImageStore {
             registry: Registry::new(config.registry),
             limits: config.limits,
             platform: config.platform,
+            default_registry: config.default_registry,
             locks: KeyedLocks::default(),
             gc_lock: RwLock::new(()),
             index_lock: Mutex::new(()),
         })
+    }
+
+    pub(crate) fn parse(&self, reference: &str) -> Result<Reference, ImageError> {
+        Reference::parse_in(reference, self.default_registry.as_deref())
+            .map_err(|e| bad_reference(reference, e))
     }
 
     /// The image recorded for `key`, when every layer of it is still on disk.
@@ -339,7 +349,7 @@ impl ImageStore for OciImageStore {
         policy: PullPolicy,
         progress: &(dyn Fn(PullProgress) + Sync),
     ) -> Result<LocalImage, ImageError> {
-        let r = Reference::parse(reference).map_err(|e| bad_reference(reference, e))?;
+        let r = self.parse(reference)?;
         let key = r.to_string();
         let _gc = self.gc_lock.read().unwrap_or_else(|p| p.into_inner());
         let lock = self.locks.get(&format!("image:{key}"));
