@@ -10,12 +10,14 @@ use tracing::{Instrument, error, info, info_span};
 
 use crate::config::{AgentConfig, RuntimeKind};
 use crate::node::HostPaths;
-use crate::runtime::{ContainerRuntime, RuntimeError, SimulatedRuntime};
+use crate::runtime::{ContainerRuntime, LinuxConfig, LinuxRuntime, RuntimeError, SimulatedRuntime};
 use crate::state::{Credentials, CredentialsError, DbError, StateDb};
 use crate::sync::{JoinError, LinkError, MqttLink, NodeAgent, Seq, join};
 
 /// Where the simulated runtime keeps its records, inside a node's state dir.
 const SIMULATED_DIR: &str = "simulated";
+/// Where the Linux runtime keeps its records and container files, inside the state dir.
+const CONTAINERS_DIR: &str = "containers";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -72,6 +74,22 @@ fn prepare(
     let db = StateDb::open(state_dir)?;
     let runtime: Arc<dyn ContainerRuntime> = match cfg.runtime {
         RuntimeKind::Simulated => Arc::new(SimulatedRuntime::open(&state_dir.join(SIMULATED_DIR))?),
+        RuntimeKind::Linux => {
+            // The runtime re-executes this very binary as its single-threaded helper.
+            let helper =
+                std::fs::read_link("/proc/self/exe").map_err(|source| RunError::StateDir {
+                    path: PathBuf::from("/proc/self/exe"),
+                    source,
+                })?;
+            let mut rc = LinuxConfig::new(&state_dir.join(CONTAINERS_DIR), &helper);
+            rc.cgroup_root = cfg.cgroup_root.clone();
+            rc.cgroup_parent = cfg.cgroup_parent.clone();
+            rc.pids_limit = cfg.pids_limit;
+            rc.etc_dir = cfg.etc_dir.clone();
+            let rt = LinuxRuntime::open(rc)?;
+            info!(cgroups = ?rt.cgroup_version(), "linux container runtime ready");
+            Arc::new(rt)
+        }
     };
     let (link, events) = MqttLink::start(creds, seq.clone(), connect_permits)?;
     Ok(NodeAgent {
