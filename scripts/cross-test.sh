@@ -6,6 +6,13 @@ cd "$(dirname "$0")/.."
 
 target=${SKIFF_CROSS_TARGET:-aarch64-unknown-linux-gnu}
 export RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc
+# The agent links libseccomp (libcontainer's seccomp filters) statically on ARM, from
+# Debian's libseccomp-dev:<arch> (scripts/deps.sh installs the arm64 one).
+case "$target" in
+  aarch64-*) export LIBSECCOMP_LIB_PATH=/usr/lib/aarch64-linux-gnu ;;
+  armv7-*) export LIBSECCOMP_LIB_PATH=/usr/lib/arm-linux-gnueabihf ;;
+esac
+export LIBSECCOMP_LINK_TYPE=static
 cargo=/usr/bin/cargo
 
 echo "== cross build ($target)"

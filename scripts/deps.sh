@@ -8,11 +8,15 @@ set -euo pipefail
 packages=(
   # host build (Debian's Rust toolchain is the fallback when no rustup toolchain is installed)
   gcc pkg-config rustc-web cargo-web
+  # the agent's container runtime (libcontainer's seccomp support links libseccomp)
+  libseccomp-dev
 )
 if [ "${1:-}" != "--build-only" ]; then
   packages+=(
   # ARM cross builds, run under qemu-user
   libstd-rust-web-dev:arm64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static file
+  # libseccomp.a for the statically linked ARM agent
+  libseccomp-dev:arm64
   # benchmark peers and test tooling
   sqlite3 wrk procps iproute2 mosquitto skopeo busybox-static
   )

@@ -47,12 +47,20 @@ pub enum ConfigError {
     BadDuration(String),
     #[error("--simulate needs at least one agent")]
     ZeroSimulate,
+    #[error("invalid cgroup parent {0:?}: letters, digits, '-', '_', '.' and '/' only")]
+    BadCgroupParent(String),
+    #[error("invalid pids limit {0}: must be at least 1")]
+    BadPidsLimit(i64),
+    #[error("invalid registry mirror {0:?}: expected HOST=http(s)://URL")]
+    BadMirror(String),
 }
 
 /// Which container runtime runs the pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeKind {
+    /// Real containers through libcontainer (the default).
+    Linux,
     /// Containers "run" instantly and are recorded on disk; no processes are started.
     Simulated,
 }
@@ -94,9 +102,32 @@ pub struct Args {
     /// How often to send a heartbeat [default: 10s].
     #[arg(long, env = "SKIFF_AGENT_HEARTBEAT_INTERVAL")]
     pub heartbeat_interval: Option<String>,
-    /// The container runtime [default: simulated, the only one in this build].
+    /// The container runtime [default: linux; --simulate always uses simulated].
     #[arg(long, env = "SKIFF_AGENT_RUNTIME")]
     pub runtime: Option<RuntimeKind>,
+    /// The cgroup the Linux runtime puts containers under [default: skiff].
+    #[arg(long, env = "SKIFF_AGENT_CGROUP_PARENT")]
+    pub cgroup_parent: Option<String>,
+    /// Where the cgroup hierarchy is mounted [default: /sys/fs/cgroup].
+    #[arg(long, env = "SKIFF_AGENT_CGROUP_ROOT")]
+    pub cgroup_root: Option<PathBuf>,
+    /// The most processes one container may have [default: 1024].
+    #[arg(long, env = "SKIFF_AGENT_PIDS_LIMIT")]
+    pub pids_limit: Option<i64>,
+    /// A mirror for a registry host, HOST=URL (repeatable; tried in order before HOST)
+    #[arg(
+        long = "registry-mirror",
+        env = "SKIFF_AGENT_REGISTRY_MIRRORS",
+        value_delimiter = ','
+    )]
+    pub registry_mirrors: Vec<String>,
+    /// A registry host reached over plain http (repeatable; the hub always is)
+    #[arg(
+        long = "insecure-registry",
+        env = "SKIFF_AGENT_INSECURE_REGISTRIES",
+        value_delimiter = ','
+    )]
+    pub insecure_registries: Vec<String>,
     /// Run N agents in this process, named <node-name>-<i> with state dirs
     /// <state-dir>/<name>, all joining with --token (for fleet-scale tests).
     #[arg(long, env = "SKIFF_AGENT_SIMULATE")]
@@ -130,6 +161,13 @@ struct FileConfig {
     max_pods: Option<u32>,
     heartbeat_interval: Option<String>,
     runtime: Option<RuntimeKind>,
+    cgroup_parent: Option<String>,
+    cgroup_root: Option<PathBuf>,
+    pids_limit: Option<i64>,
+    #[serde(default)]
+    registry_mirror: Vec<String>,
+    #[serde(default)]
+    insecure_registry: Vec<String>,
     simulate: Option<u32>,
     connect_concurrency: Option<usize>,
     internal_ip: Option<IpAddr>,
@@ -149,6 +187,12 @@ pub struct AgentConfig {
     pub max_pods: u32,
     pub heartbeat_interval: Duration,
     pub runtime: RuntimeKind,
+    pub cgroup_parent: String,
+    pub cgroup_root: PathBuf,
+    pub pids_limit: i64,
+    /// Registry host → mirror base URLs, in order.
+    pub registry_mirrors: BTreeMap<String, Vec<String>>,
+    pub insecure_registries: Vec<String>,
     pub simulate: Option<u32>,
     pub connect_concurrency: usize,
     pub internal_ip: Option<IpAddr>,
@@ -186,7 +230,56 @@ impl AgentConfig {
         if simulate == Some(0) {
             return Err(ConfigError::ZeroSimulate);
         }
+        let cgroup_parent = args
+            .cgroup_parent
+            .or(file.cgroup_parent)
+            .unwrap_or_else(|| "skiff".to_string());
+        let cgroup_parent = cgroup_parent.trim_matches('/').to_string();
+        if cgroup_parent.is_empty()
+            || cgroup_parent
+                .split('/')
+                .any(|p| p.is_empty() || p == "." || p == "..")
+            || !cgroup_parent
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            return Err(ConfigError::BadCgroupParent(cgroup_parent));
+        }
+        let pids_limit = args
+            .pids_limit
+            .or(file.pids_limit)
+            .unwrap_or(crate::runtime::linux::DEFAULT_PIDS_LIMIT);
+        if pids_limit < 1 {
+            return Err(ConfigError::BadPidsLimit(pids_limit));
+        }
+        let mut registry_mirrors: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mirrors = if args.registry_mirrors.is_empty() {
+            file.registry_mirror
+        } else {
+            args.registry_mirrors
+        };
+        for m in &mirrors {
+            match m.split_once('=') {
+                Some((host, url))
+                    if !host.is_empty()
+                        && (url.starts_with("http://") || url.starts_with("https://")) =>
+                {
+                    registry_mirrors
+                        .entry(host.to_string())
+                        .or_default()
+                        .push(url.to_string());
+                }
+                _ => return Err(ConfigError::BadMirror(m.clone())),
+            }
+        }
+        let insecure_registries = if args.insecure_registries.is_empty() {
+            file.insecure_registry
+        } else {
+            args.insecure_registries
+        };
         Ok(AgentConfig {
+            registry_mirrors,
+            insecure_registries,
             hub: args.hub.or(file.hub),
             node_name,
             state_dir: args
@@ -204,10 +297,18 @@ impl AgentConfig {
                 .collect::<Result<_, _>>()?,
             max_pods: args.max_pods.or(file.max_pods).unwrap_or(DEFAULT_MAX_PODS),
             heartbeat_interval,
-            runtime: args
-                .runtime
-                .or(file.runtime)
-                .unwrap_or(RuntimeKind::Simulated),
+            // Simulated agents share one process: they never run real containers.
+            runtime: if simulate.is_some() {
+                RuntimeKind::Simulated
+            } else {
+                args.runtime.or(file.runtime).unwrap_or(RuntimeKind::Linux)
+            },
+            cgroup_parent,
+            cgroup_root: args
+                .cgroup_root
+                .or(file.cgroup_root)
+                .unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")),
+            pids_limit,
             simulate,
             connect_concurrency: args
                 .connect_concurrency
@@ -327,7 +428,29 @@ mod tests {
         assert_eq!(c.state_dir, PathBuf::from("/var/lib/skiff-agent"));
         assert_eq!(c.max_pods, 110);
         assert_eq!(c.heartbeat_interval, Duration::from_secs(10));
+        assert_eq!(c.runtime, RuntimeKind::Linux);
+        assert_eq!(c.cgroup_parent, "skiff");
+        assert_eq!(c.pids_limit, 1024);
+        let c = parse(&[
+            "--node-name",
+            "edge-1",
+            "--simulate",
+            "3",
+            "--runtime",
+            "linux",
+        ])
+        .unwrap();
         assert_eq!(c.runtime, RuntimeKind::Simulated);
+        let c = parse(&["--node-name", "edge-1", "--runtime", "simulated"]).unwrap();
+        assert_eq!(c.runtime, RuntimeKind::Simulated);
+        assert!(matches!(
+            parse(&["--node-name", "a", "--cgroup-parent", "../x"]),
+            Err(ConfigError::BadCgroupParent(_))
+        ));
+        assert!(matches!(
+            parse(&["--node-name", "a", "--pids-limit", "0"]),
+            Err(ConfigError::BadPidsLimit(0))
+        ));
         let c = parse(&[
             "--node-name",
             "edge-1",

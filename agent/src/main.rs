@@ -9,6 +9,11 @@ use skiff_agent::{AgentConfig, Args};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // The container helper must run before any thread exists (libcontainer forks with a
+    // raw clone3): it is this same binary, re-executed by the runtime.
+    if let Some(code) = skiff_agent::runtime::linux::run_helper_if_asked() {
+        return code;
+    }
     let cfg = match AgentConfig::from_args(Args::parse()) {
         Ok(c) => c,
         Err(e) => {

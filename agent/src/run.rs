@@ -9,13 +9,18 @@ use tokio::sync::{Semaphore, watch};
 use tracing::{Instrument, error, info, info_span};
 
 use crate::config::{AgentConfig, RuntimeKind};
+use crate::image::{HubRegistry, ImageError, ImageStore, OciImageStore, OciStoreConfig};
 use crate::node::HostPaths;
-use crate::runtime::{ContainerRuntime, RuntimeError, SimulatedRuntime};
+use crate::runtime::{ContainerRuntime, LinuxConfig, LinuxRuntime, RuntimeError, SimulatedRuntime};
 use crate::state::{Credentials, CredentialsError, DbError, StateDb};
 use crate::sync::{JoinError, LinkError, MqttLink, NodeAgent, Seq, join};
 
 /// Where the simulated runtime keeps its records, inside a node's state dir.
 const SIMULATED_DIR: &str = "simulated";
+/// Where the Linux runtime keeps its records and container files, inside the state dir.
+const CONTAINERS_DIR: &str = "containers";
+/// Where the image store keeps blobs and unpacked layers, inside a node's state dir.
+const IMAGES_DIR: &str = "images";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -34,6 +39,8 @@ pub enum RunError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Link(#[from] LinkError),
+    #[error(transparent)]
+    Images(#[from] ImageError),
     #[error("{failed} of {total} simulated agents could not start")]
     Simulated { failed: usize, total: usize },
 }
@@ -54,7 +61,8 @@ fn credentials(
     }
     let hub = hub.ok_or(JoinError::NoHub)?;
     let token = token.ok_or(JoinError::NoToken)?;
-    let creds = join(hub, token, node)?;
+    let mut creds = join(hub, token, node)?;
+    creds.hub = Some(hub.to_string());
     creds.save(state_dir)?;
     info!(node, broker = %creds.broker, "joined the hub");
     Ok(creds)
@@ -72,6 +80,26 @@ fn prepare(
     let db = StateDb::open(state_dir)?;
     let runtime: Arc<dyn ContainerRuntime> = match cfg.runtime {
         RuntimeKind::Simulated => Arc::new(SimulatedRuntime::open(&state_dir.join(SIMULATED_DIR))?),
+        RuntimeKind::Linux => {
+            // The runtime re-executes this very binary as its single-threaded helper.
+            let helper =
+                std::fs::read_link("/proc/self/exe").map_err(|source| RunError::StateDir {
+                    path: PathBuf::from("/proc/self/exe"),
+                    source,
+                })?;
+            let mut rc = LinuxConfig::new(&state_dir.join(CONTAINERS_DIR), &helper);
+            rc.cgroup_root = cfg.cgroup_root.clone();
+            rc.cgroup_parent = cfg.cgroup_parent.clone();
+            rc.pids_limit = cfg.pids_limit;
+            rc.etc_dir = cfg.etc_dir.clone();
+            let rt = LinuxRuntime::open(rc)?;
+            info!(cgroups = ?rt.cgroup_version(), "linux container runtime ready");
+            Arc::new(rt)
+        }
+    };
+    let images = match cfg.runtime {
+        RuntimeKind::Simulated => None,
+        RuntimeKind::Linux => Some(image_store(cfg, state_dir, creds)?),
     };
     let (link, events) = MqttLink::start(creds, seq.clone(), connect_permits)?;
     Ok(NodeAgent {
@@ -91,8 +119,36 @@ fn prepare(
         labels: cfg.labels.clone(),
         taints: cfg.taints.clone(),
         heartbeat_interval: cfg.heartbeat_interval,
-        images: None,
+        images,
     })
+}
+
+/// The node's image store: the hub is its default registry (names without a registry
+/// host are the hub's), pulled from with the node's own login over plain http.
+fn image_store(
+    cfg: &AgentConfig,
+    state_dir: &Path,
+    creds: &Credentials,
+) -> Result<Arc<dyn ImageStore>, RunError> {
+    let mut sc = OciStoreConfig::new(state_dir.join(IMAGES_DIR));
+    if let Some(url) = cfg.hub.clone().or_else(|| creds.hub.clone()) {
+        let host = url
+            .split_once("://")
+            .map_or(url.as_str(), |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        sc.default_registry = Some(host);
+        sc.registry.hub = Some(HubRegistry {
+            url,
+            username: creds.username.clone(),
+            password: creds.password.clone(),
+        });
+    }
+    sc.registry.mirrors = cfg.registry_mirrors.clone();
+    sc.registry.plain_http = cfg.insecure_registries.iter().cloned().collect();
+    Ok(Arc::new(OciImageStore::open(sc)?))
 }
 
 /// The name of simulated agent `i` of `n`: `<base>-<i>`, zero-padded to the width of

@@ -107,6 +107,7 @@ fn start_agent(state: &Path, log: &Path) -> Proc {
         .open(log)
         .unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+        .env("SKIFF_AGENT_RUNTIME", "simulated")
         .args(["--node-name", NODE, "--heartbeat-interval", "500ms"])
         .args(["--internal-ip", "192.0.2.10"])
         .arg("--state-dir")
@@ -461,6 +462,7 @@ fn one_shot_http(status: &str, body: &str) -> (u16, std::thread::JoinHandle<Stri
 
 fn run_join(state: &Path, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+        .env("SKIFF_AGENT_RUNTIME", "simulated")
         .args(["--node-name", NODE, "--token", "tok-123"])
         .arg("--hub")
         .arg(format!("http://127.0.0.1:{port}"))
@@ -522,6 +524,7 @@ fn a_join_saves_private_credentials_reused_without_a_token() {
     drop(agent);
     let mut again = Proc(
         Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+            .env("SKIFF_AGENT_RUNTIME", "simulated")
             .args(["--node-name", NODE])
             .arg("--state-dir")
             .arg(dir.path())
@@ -593,6 +596,7 @@ async fn simulate_runs_several_agents_in_one_process() {
     let mut hub = FakeHub::start(port, &log);
     let _fleet = Proc(
         Command::new(env!("CARGO_BIN_EXE_skiff-agent"))
+            .env("SKIFF_AGENT_RUNTIME", "simulated")
             .args(["--node-name", "sim", "--simulate", "3"])
             .arg("--state-dir")
             .arg(&state)

@@ -77,6 +77,7 @@ impl Agent {
             .with_context(|| format!("opening {}", self.log_path.display()))?;
         let bin = binary("skiff-agent");
         Command::new(&bin)
+            .env("SKIFF_AGENT_RUNTIME", "simulated")
             .args(&self.args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

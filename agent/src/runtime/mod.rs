@@ -2,6 +2,7 @@
 //! and start a pod's sandbox and containers, stop, remove, restart one container, list
 //! what is there) and the plain data it observes. `main` picks the implementation.
 
+pub mod linux;
 mod simulated;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use skiff_api::resources::Pod;
 
 use crate::image::LocalImage;
 
+pub use linux::{LinuxConfig, LinuxRuntime};
 pub use simulated::{SIMULATE_EXIT_CODE, SimulatedRuntime};
 
 #[derive(Debug, thiserror::Error)]

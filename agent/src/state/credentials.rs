@@ -44,6 +44,9 @@ pub struct Credentials {
     pub password: String,
     /// The node's [`NodeKey`] in hex.
     pub key: String,
+    /// The hub's API URL the node joined through (also its image registry).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hub: Option<String>,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -151,6 +154,7 @@ mod tests {
 
     fn creds(broker: &str) -> Credentials {
         Credentials {
+            hub: None,
             node_name: "n1".into(),
             broker: broker.into(),
             username: "n1".into(),

@@ -33,6 +33,8 @@ const NODE_STATUS_EVERY: u32 = 6;
 /// restarted without sessions drops whatever the agent publishes before the hub has
 /// reconnected and subscribed again.
 const SYNC_RETRY: Duration = Duration::from_secs(5);
+/// How often images no desired pod uses are removed.
+const IMAGE_GC: Duration = Duration::from_secs(300);
 
 /// What one node's loop is made of.
 #[derive(Debug)]
@@ -120,6 +122,9 @@ impl Loop {
         let mut resync = tokio::time::interval(RESYNC);
         resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut beats: u32 = 0;
+        let mut image_gc =
+            tokio::time::interval_at(tokio::time::Instant::now() + IMAGE_GC, IMAGE_GC);
+        image_gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -169,6 +174,7 @@ impl Loop {
                     }
                 }
                 _ = resync.tick() => self.pass(),
+                _ = image_gc.tick() => self.collect_images(),
                 Some(uid) = done.recv() => {
                     self.exec.finished(&uid);
                     // Other pods' tasks that ended meanwhile get one pass together.
@@ -283,6 +289,56 @@ impl Loop {
         if sent {
             self.node_status = Some(status);
         }
+    }
+
+    /// Removes, off the loop, the images no desired pod uses any more.
+    fn collect_images(&self) {
+        let Some(store) = self.a.images.clone() else {
+            return;
+        };
+        // Pods still in the runtime keep their images too (an overlay may be on them).
+        let held: Vec<String> = match self.a.runtime.list() {
+            Ok(pods) => pods
+                .iter()
+                .flat_map(|p| p.init_containers.iter().chain(&p.containers))
+                .map(|c| c.image.clone())
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot list the runtime; images kept");
+                return;
+            }
+        };
+        let mut in_use: BTreeSet<String> = match self.a.db.desired() {
+            Ok(pods) => pods
+                .values()
+                .flat_map(|d| {
+                    d.pod
+                        .spec
+                        .init_containers
+                        .iter()
+                        .chain(&d.pod.spec.containers)
+                        .map(|c| c.image.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot read desired state; images kept");
+                return;
+            }
+        };
+        in_use.extend(held);
+        tokio::task::spawn_blocking(move || match store.gc(&in_use) {
+            Ok(r) if r.images > 0 || r.layers > 0 => {
+                info!(
+                    images = r.images,
+                    layers = r.layers,
+                    bytes = r.bytes,
+                    "images collected"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "image collection failed"),
+        });
     }
 
     fn host_ip(&self) -> Option<String> {

@@ -9,6 +9,7 @@
 
 pub(crate) mod agent_rss;
 pub(crate) mod fanout;
+pub(crate) mod lifecycle;
 pub(crate) mod scale;
 pub(crate) mod storm;
 

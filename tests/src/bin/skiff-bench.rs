@@ -6,7 +6,8 @@
 //! synchronous=FULL); then the hub's RSS with the pods stored and the latency of listing them.
 //!
 //! The hub ↔ agents scenarios over MQTT live in `bench/`: `fanout`, `scale`, `storm`
-//! and `agent-rss`.
+//! and `agent-rss`; `lifecycle` (container create/start/exit/delete against runc and
+//! youki) too.
 
 // The MQTT scenarios are benchmark code only, so they stay out of the test library.
 #[path = "../bench/mod.rs"]
@@ -72,12 +73,14 @@ fn main() -> Result<()> {
         ),
         "storm" => bench::storm::run(opt("--agents", 5_000)?, opt("--rounds", 3)?),
         "agent-rss" => bench::agent_rss::run(opt("--rounds", 3)?, seconds("--settle", 10)?),
+        "lifecycle" => bench::lifecycle::run(opt("--runs", 100)?),
         _ => bail!(
             "usage: skiff-bench hub-writes [--pods N] [--clients N] [--rounds N]\n\
              \x20      skiff-bench fanout [--nodes 1000] [--broker embedded|mosquitto|both] [--rounds 3]\n\
              \x20      skiff-bench scale [--agents 5000] [--interval 10s] [--duration 60s]\n\
              \x20      skiff-bench storm [--agents 5000] [--rounds 3]\n\
              \x20      skiff-bench agent-rss [--rounds 3] [--settle 10s]\n\
+             \x20      skiff-bench lifecycle [--runs 100]\n\
              (run from the workspace root after `cargo build --release --workspace --bins`)"
         ),
     }

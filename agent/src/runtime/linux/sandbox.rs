@@ -1,0 +1,144 @@
+//! A pod's sandbox: the network, IPC and UTS namespaces its containers share, kept alive
+//! by bind mounts of the namespace files under the pod's directory (as `ip netns add`
+//! does), so they exist before the first container starts and outlive container
+//! restarts. The namespaces are made on a short-lived thread of its own: unshare(2) of
+//! these three affects only the calling thread, so the agent's other threads and the
+//! agent's own namespaces are untouched.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+
+use super::sys;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox {dir}: {what}: {source}")]
+    Io {
+        dir: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("sandbox {dir}: {what}: {source}")]
+    Sys {
+        dir: PathBuf,
+        what: &'static str,
+        source: nix::Error,
+    },
+    #[error("sandbox {dir}: the namespace thread panicked")]
+    Thread { dir: PathBuf },
+}
+
+/// The namespace files of one sandbox.
+#[derive(Debug, Clone)]
+pub(crate) struct Sandbox {
+    pub net: Option<PathBuf>,
+    pub ipc: PathBuf,
+    pub uts: Option<PathBuf>,
+}
+
+impl Sandbox {
+    /// The files a sandbox in `dir` has (whether or not they exist yet).
+    pub fn paths(dir: &Path, host_network: bool) -> Sandbox {
+        Sandbox {
+            net: (!host_network).then(|| dir.join("net")),
+            ipc: dir.join("ipc"),
+            uts: (!host_network).then(|| dir.join("uts")),
+        }
+    }
+
+    fn all(&self) -> Vec<(&Path, &'static str)> {
+        let mut v = vec![(self.ipc.as_path(), "ipc")];
+        if let Some(n) = &self.net {
+            v.push((n.as_path(), "net"));
+        }
+        if let Some(u) = &self.uts {
+            v.push((u.as_path(), "uts"));
+        }
+        v
+    }
+}
+
+/// Creates the sandbox namespaces in `dir`; with `host_network` only an IPC namespace
+/// (the host's network and hostname are used).
+pub(crate) fn create(
+    dir: &Path,
+    host_network: bool,
+    hostname: &str,
+) -> Result<Sandbox, SandboxError> {
+    let sb = Sandbox::paths(dir, host_network);
+    std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
+        dir: dir.to_path_buf(),
+        what: "creating the directory",
+        source,
+    })?;
+    let (d, s, h) = (dir.to_path_buf(), sb.clone(), hostname.to_string());
+    let res = std::thread::Builder::new()
+        .name("skiff-sandbox".into())
+        .spawn(move || make_namespaces(&d, &s, &h))
+        .map_err(|source| SandboxError::Io {
+            dir: dir.to_path_buf(),
+            what: "spawning the namespace thread",
+            source,
+        })?
+        .join()
+        .map_err(|_| SandboxError::Thread {
+            dir: dir.to_path_buf(),
+        })?;
+    if let Err(e) = res {
+        destroy(&sb);
+        return Err(e);
+    }
+    Ok(sb)
+}
+
+/// Runs on its own thread, which ends right after: the namespaces stay alive through
+/// the bind mounts.
+fn make_namespaces(dir: &Path, sb: &Sandbox, hostname: &str) -> Result<(), SandboxError> {
+    let sys_err = |what, source| SandboxError::Sys {
+        dir: dir.to_path_buf(),
+        what,
+        source,
+    };
+    let mut flags = CloneFlags::CLONE_NEWIPC;
+    if sb.net.is_some() {
+        flags |= CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWUTS;
+    }
+    unshare(flags).map_err(|e| sys_err("unshare", e))?;
+    if sb.uts.is_some() {
+        nix::unistd::sethostname(hostname).map_err(|e| sys_err("sethostname", e))?;
+    }
+    if sb.net.is_some() {
+        sys::set_loopback_up().map_err(|source| SandboxError::Io {
+            dir: dir.to_path_buf(),
+            what: "setting lo up",
+            source,
+        })?;
+    }
+    for (file, ns) in sb.all() {
+        std::fs::File::create(file).map_err(|source| SandboxError::Io {
+            dir: dir.to_path_buf(),
+            what: "creating a namespace file",
+            source,
+        })?;
+        let src = format!("/proc/thread-self/ns/{ns}");
+        mount(
+            Some(src.as_str()),
+            file,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| sys_err("bind-mounting a namespace", e))?;
+    }
+    Ok(())
+}
+
+/// Unmounts and removes the namespace files; the namespaces end with their last user.
+pub(crate) fn destroy(sb: &Sandbox) {
+    for (file, _) in sb.all() {
+        let _ = umount2(file, MntFlags::MNT_DETACH);
+        let _ = std::fs::remove_file(file);
+    }
+}

@@ -1,0 +1,801 @@
+//! The Linux runtime with real containers: busybox images, real namespaces, cgroups,
+//! overlay mounts and processes. Needs root; fails loudly without it.
+//!
+//! `SKIFF_CYCLES` sets how many create/delete cycles the leak test runs (default 100;
+//! `SKIFF_CYCLES=1000 cargo test -p skiff-agent --test runtime_linux cycles` for the
+//! long run).
+
+#[path = "../../tests/src/busybox.rs"]
+#[allow(dead_code)]
+mod busybox;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use skiff_agent::image::{ImageConfig, LocalImage};
+use skiff_agent::runtime::{
+    ContainerRuntime, ExecRequest, ExitReason, LinuxConfig, LinuxRuntime, ObservedPod, PodToStart,
+    RunState,
+};
+use skiff_api::resources::Pod;
+
+const IMAGE: &str = "busybox:test";
+
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the Linux runtime tests need root (they create namespaces, cgroups and mounts)"
+    );
+}
+
+/// A one-layer busybox image under `dir`, shared by every test (made once).
+fn image() -> LocalImage {
+    static LAYER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let layer = LAYER.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("skiff-rt-layer-{}", std::process::id()));
+        let layer = dir.join("layer0");
+        busybox::populate_rootfs(&layer).expect("busybox rootfs (apt-get install busybox-static)");
+        layer
+    });
+    LocalImage {
+        reference: IMAGE.into(),
+        digest: "sha256:test".into(),
+        layers: vec![layer.clone()],
+        config: ImageConfig {
+            entrypoint: vec![],
+            cmd: vec!["sh".into()],
+            env: vec!["FROM_IMAGE=yes".into(), "SHARED=image".into()],
+            working_dir: None,
+            user: None,
+        },
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    cgroup_parent: String,
+    images: BTreeMap<String, LocalImage>,
+}
+
+fn fixture(name: &str) -> Fixture {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("rt");
+    let mut images = BTreeMap::new();
+    images.insert(IMAGE.to_string(), image());
+    Fixture {
+        state,
+        cgroup_parent: format!("skiff-test-{name}-{}", std::process::id()),
+        images,
+        _dir: dir,
+    }
+}
+
+/// Best-effort cleanup when a test failed half-way: no mounts or cgroups stay behind.
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let state = self.state.to_string_lossy().into_owned();
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut points: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&state))
+            .collect();
+        points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for m in points {
+            let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for d in cgroup_dirs(&self.cgroup_parent) {
+            if let Ok(procs) = std::fs::read_to_string(d.join("cgroup.procs")) {
+                for pid in procs.lines().filter_map(|l| l.parse::<i32>().ok()) {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(pid),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        }
+        for _ in 0..50 {
+            for d in cgroup_dirs(&self.cgroup_parent) {
+                let _ = std::fs::remove_dir(d);
+            }
+            if cgroup_dirs(&self.cgroup_parent).is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        for root in CGROUP_ROOTS {
+            let _ = std::fs::remove_dir(Path::new(root).join(&self.cgroup_parent));
+        }
+    }
+}
+
+impl Fixture {
+    fn config(&self) -> LinuxConfig {
+        let mut c = LinuxConfig::new(&self.state, Path::new(env!("CARGO_BIN_EXE_skiff-agent")));
+        c.cgroup_parent = self.cgroup_parent.clone();
+        c
+    }
+
+    fn open(&self) -> LinuxRuntime {
+        LinuxRuntime::open(self.config()).expect("open runtime")
+    }
+
+    fn start(&self, rt: &LinuxRuntime, uid: &str, pod: &Pod) {
+        rt.start_pod(PodToStart {
+            uid,
+            revision: 1,
+            spec_hash: 7,
+            pod,
+            images: &self.images,
+        })
+        .expect("start pod");
+    }
+}
+
+fn pod(name: &str, spec: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": { "name": name, "namespace": "default" },
+        "spec": spec,
+    }))
+    .expect("pod parses")
+}
+
+fn ctr(name: &str, script: &str) -> Value {
+    json!({ "name": name, "image": IMAGE, "command": ["sh", "-c", script] })
+}
+
+fn observed(rt: &LinuxRuntime, uid: &str) -> ObservedPod {
+    rt.list()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.uid == uid)
+        .expect("pod listed")
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn wait_exited(rt: &LinuxRuntime, uid: &str, name: &str) -> skiff_agent::runtime::Exit {
+    let mut exit = None;
+    wait_until(&format!("{name} to exit"), Duration::from_secs(20), || {
+        let p = observed(rt, uid);
+        let c = p.containers.iter().find(|c| c.name == name).unwrap();
+        if let RunState::Exited(e) = c.state {
+            exit = Some(e);
+            true
+        } else {
+            false
+        }
+    });
+    exit.unwrap()
+}
+
+fn read_log(rt: &LinuxRuntime, uid: &str, name: &str) -> String {
+    let p = rt.log_paths(uid, name).expect("log paths");
+    std::fs::read_to_string(p.current).unwrap_or_default()
+}
+
+fn wait_log(rt: &LinuxRuntime, uid: &str, name: &str, needle: &str) -> String {
+    let mut text = String::new();
+    wait_until(
+        &format!("{needle:?} in the log of {name}"),
+        Duration::from_secs(20),
+        || {
+            text = read_log(rt, uid, name);
+            text.contains(needle)
+        },
+    );
+    text
+}
+
+/// Runs `cmd` in a container through exec and returns (exit code, stdout).
+fn exec(rt: &LinuxRuntime, uid: &str, name: &str, cmd: &[&str]) -> (i32, String) {
+    let (out_r, out_w) = nix::unistd::pipe().unwrap();
+    let (err_r, err_w) = nix::unistd::pipe().unwrap();
+    let command: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
+    let mut p = rt
+        .exec(ExecRequest {
+            uid,
+            container: name,
+            command: &command,
+            stdin: None,
+            stdout: out_w,
+            stderr: err_w,
+        })
+        .expect("exec");
+    let read_all = |fd: OwnedFd| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            std::fs::File::from(fd).read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let (o, e) = (read_all(out_r), read_all(err_r));
+    let code = p.wait().expect("exec wait");
+    let (out, err) = (o.join().unwrap(), e.join().unwrap());
+    if code == 125 {
+        panic!("exec helper failed: {err}");
+    }
+    (code, out)
+}
+
+#[test]
+fn command_args_env_and_exit_codes() {
+    let fx = fixture("basic");
+    let rt = fx.open();
+    let p = pod(
+        "basic",
+        json!({ "containers": [
+            // args only: the image's entrypoint (none) + args
+            { "name": "args", "image": IMAGE, "args": ["sh", "-c", "echo args:$FROM_IMAGE:$SHARED:$MINE; pwd; exit 0"],
+              "env": [{ "name": "SHARED", "value": "container" }, { "name": "MINE", "value": "x" }],
+              "workingDir": "/tmp" },
+            ctr("fails", "echo failing; exit 3"),
+        ]}),
+    );
+    fx.start(&rt, "uid-basic", &p);
+    let ok = wait_exited(&rt, "uid-basic", "args");
+    assert_eq!(ok.exit_code, 0);
+    assert_eq!(ok.reason, ExitReason::Plain);
+    let bad = wait_exited(&rt, "uid-basic", "fails");
+    assert_eq!(bad.exit_code, 3);
+    let log = wait_log(&rt, "uid-basic", "args", "args:");
+    assert!(log.contains("args:yes:container:x"), "log: {log}");
+    assert!(log.contains("/tmp"), "log: {log}");
+    assert!(wait_log(&rt, "uid-basic", "fails", "failing").contains("failing"));
+    rt.remove_pod("uid-basic").unwrap();
+    assert!(rt.list().unwrap().is_empty());
+}
+
+fn ns_link(pid: i32, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn pid_of(rt: &LinuxRuntime, uid: &str, name: &str) -> i32 {
+    let mut pid = None;
+    wait_until(&format!("{name} to run"), Duration::from_secs(20), || {
+        pid = rt.container_pid(uid, name);
+        pid.is_some()
+    });
+    pid.unwrap()
+}
+
+#[test]
+fn pod_shares_net_ipc_uts_but_not_mounts_and_exec_works() {
+    let fx = fixture("share");
+    let rt = fx.open();
+    let p = pod(
+        "sharing-pod",
+        json!({ "containers": [ctr("a", "sleep 1000"), ctr("b", "sleep 1000")] }),
+    );
+    fx.start(&rt, "uid-share", &p);
+    let (a, b) = (pid_of(&rt, "uid-share", "a"), pid_of(&rt, "uid-share", "b"));
+    for ns in ["net", "ipc", "uts"] {
+        assert_eq!(ns_link(a, ns), ns_link(b, ns), "{ns} namespace shared");
+        assert_ne!(
+            ns_link(a, ns),
+            ns_link(std::process::id() as i32, ns),
+            "{ns} is not the host's"
+        );
+    }
+    for ns in ["mnt", "pid"] {
+        assert_ne!(ns_link(a, ns), ns_link(b, ns), "{ns} namespace separate");
+    }
+    let netns = rt.netns_path("uid-share").expect("netns path");
+    assert!(netns.exists());
+    let (code, out) = exec(&rt, "uid-share", "a", &["hostname"]);
+    assert_eq!((code, out.trim()), (0, "sharing-pod"));
+    let (code, out) = exec(
+        &rt,
+        "uid-share",
+        "b",
+        &["sh", "-c", "echo from-exec; cat /etc/hostname; exit 5"],
+    );
+    assert_eq!(code, 5);
+    assert_eq!(out, "from-exec\nsharing-pod\n");
+    // loopback is up in the pod's network namespace
+    let (code, _) = exec(
+        &rt,
+        "uid-share",
+        "a",
+        &["sh", "-c", "ip link show lo | grep -q UP"],
+    );
+    assert_eq!(code, 0);
+    rt.remove_pod("uid-share").unwrap();
+    assert!(!netns.exists());
+}
+
+#[test]
+fn capabilities_seccomp_masked_paths_and_no_leaked_fds() {
+    let fx = fixture("sec");
+    // An fd without O_CLOEXEC in the agent: it must not reach the container.
+    let leaked = nix::unistd::dup(std::io::stderr()).unwrap();
+    let rt = fx.open();
+    let helper = env!("CARGO_BIN_EXE_skiff-agent");
+    let p = pod(
+        "sec",
+        json!({ "containers": [
+            ctr("c", "sleep 1000"),
+            { "name": "added", "image": IMAGE, "command": ["sleep", "1000"],
+              "securityContext": { "capabilities": { "add": ["NET_ADMIN"], "drop": ["MKNOD"] } } },
+            { "name": "nonroot", "image": IMAGE, "command": ["sleep", "1000"],
+              "securityContext": { "runAsUser": 65534, "runAsGroup": 65534 } },
+        ]}),
+    );
+    fx.start(&rt, "uid-sec", &p);
+    let pid = pid_of(&rt, "uid-sec", "c");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        fds.len(),
+        3,
+        "only stdin/stdout/stderr in the container: {fds:?}"
+    );
+    drop(leaked);
+    let status = |name: &str| {
+        let (code, out) = exec(&rt, "uid-sec", name, &["cat", "/proc/1/status"]);
+        assert_eq!(code, 0);
+        out
+    };
+    let line = |s: &str, key: &str| {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    let st = status("c");
+    assert_eq!(
+        line(&st, "CapEff:"),
+        "00000000a80425fb",
+        "Docker's default set"
+    );
+    assert_eq!(line(&st, "CapBnd:"), "00000000a80425fb");
+    assert_eq!(line(&st, "Seccomp:"), "2", "seccomp filter in effect");
+    assert_eq!(line(&st, "NoNewPrivs:"), "1");
+    // NET_ADMIN (bit 12) added, MKNOD (bit 27) dropped
+    assert_eq!(
+        line(&status("added"), "CapEff:"),
+        format!("{:016x}", (0xa80425fbu64 | 1 << 12) & !(1 << 27))
+    );
+    let st = status("nonroot");
+    assert_eq!(line(&st, "CapEff:"), "0000000000000000");
+    assert!(line(&st, "Uid:") == "65534", "{st}");
+    // the seccomp profile refuses what it does not list
+    let (code, out) = exec(
+        &rt,
+        "uid-sec",
+        "c",
+        &["sh", "-c", "unshare -n true 2>&1; echo rc=$?"],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("rc=1") || out.contains("not permitted"),
+        "unshare allowed? {out}"
+    );
+    // masked and read-only paths
+    let (_, out) = exec(
+        &rt,
+        "uid-sec",
+        "c",
+        &[
+            "sh",
+            "-c",
+            "wc -c < /proc/keys; echo 1 > /proc/sys/kernel/domainname 2>/dev/null; echo rc=$?",
+        ],
+    );
+    assert!(out.starts_with("0\n"), "/proc/keys masked: {out}");
+    assert!(out.contains("rc=1"), "/proc/sys read-only: {out}");
+    // the agent binary is not reachable from inside
+    let (code, _) = exec(&rt, "uid-sec", "c", &["test", "-e", helper]);
+    assert_eq!(code, 1, "{helper} visible inside the container");
+    let (_, out) = exec(
+        &rt,
+        "uid-sec",
+        "c",
+        &["sh", "-c", "ls /proc | grep -c '^[0-9]'"],
+    );
+    // sleep (pid 1), sh, ls and grep: nothing of the host
+    assert!(
+        out.trim().parse::<u32>().unwrap() <= 4,
+        "host processes visible: {out}"
+    );
+    rt.remove_pod("uid-sec").unwrap();
+}
+
+#[test]
+fn volumes_empty_dir_shared_and_host_path_read_only() {
+    let fx = fixture("vol");
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("f"), "host-content").unwrap();
+    let rt = fx.open();
+    let p = pod(
+        "vol",
+        json!({
+            "volumes": [
+                { "name": "shared", "emptyDir": {} },
+                { "name": "mem", "emptyDir": { "medium": "Memory" } },
+                { "name": "host", "hostPath": { "path": host.path() } },
+            ],
+            "containers": [
+                { "name": "writer", "image": IMAGE,
+                  "command": ["sh", "-c", "echo hello > /data/x; grep -q ' /mem tmpfs' /proc/mounts && echo mem-tmpfs; sleep 1000"],
+                  "volumeMounts": [{ "name": "shared", "mountPath": "/data" }, { "name": "mem", "mountPath": "/mem" }] },
+                { "name": "reader", "image": IMAGE,
+                  "command": ["sh", "-c", "while [ ! -e /in/x ]; do sleep 0.05; done; cat /in/x; cat /host/f; echo; touch /host/g || echo ro-refused; sleep 1000"],
+                  "volumeMounts": [{ "name": "shared", "mountPath": "/in" },
+                                   { "name": "host", "mountPath": "/host", "readOnly": true }] },
+            ]
+        }),
+    );
+    fx.start(&rt, "uid-vol", &p);
+    wait_log(&rt, "uid-vol", "writer", "mem-tmpfs");
+    let log = wait_log(&rt, "uid-vol", "reader", "ro-refused");
+    assert!(log.contains("hello\nhost-content"), "{log}");
+    assert!(!host.path().join("g").exists());
+    rt.remove_pod("uid-vol").unwrap();
+    assert!(
+        host.path().join("f").exists(),
+        "hostPath content survives the pod"
+    );
+}
+
+#[test]
+fn memory_limit_ends_in_oom_killed() {
+    let fx = fixture("oom");
+    let rt = fx.open();
+    let p = pod(
+        "oom",
+        json!({ "containers": [
+            { "name": "hog", "image": IMAGE, "command": ["tail", "/dev/zero"],
+              "resources": { "limits": { "memory": "16Mi", "cpu": "500m" } } },
+        ]}),
+    );
+    fx.start(&rt, "uid-oom", &p);
+    let cg = rt.container_cgroup("uid-oom", "hog").unwrap();
+    let exit = wait_exited(&rt, "uid-oom", "hog");
+    assert_eq!(exit.exit_code, 137);
+    assert_eq!(exit.reason, ExitReason::OomKilled);
+    if rt.cgroup_version() == skiff_agent::runtime::linux::CgroupVersion::V1 {
+        let quota = std::fs::read_to_string(format!("/sys/fs/cgroup/cpu{cg}/cpu.cfs_quota_us"));
+        assert_eq!(quota.unwrap().trim(), "50000");
+    }
+    rt.remove_pod("uid-oom").unwrap();
+}
+
+#[test]
+fn fork_bomb_stops_at_the_pids_limit() {
+    let fx = fixture("pids");
+    let mut cfg = fx.config();
+    cfg.pids_limit = 64;
+    let rt = LinuxRuntime::open(cfg).unwrap();
+    let p = pod(
+        "bomb",
+        // The inner shell forks until it cannot (busybox sh then exits); the outer one
+        // reports it and keeps the container alive.
+        json!({ "containers": [ctr("bomb", "sh -c 'while true; do sleep 1000 & done'; echo bomb-ended; sleep 1000")] }),
+    );
+    fx.start(&rt, "uid-pids", &p);
+    let log = wait_log(&rt, "uid-pids", "bomb", "bomb-ended");
+    assert!(log.contains("can't fork"), "{log}");
+    let cg = rt.container_cgroup("uid-pids", "bomb").unwrap();
+    let current: u32 = if rt.cgroup_version() == skiff_agent::runtime::linux::CgroupVersion::V1 {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/pids{cg}/pids.current"))
+    } else {
+        std::fs::read_to_string(format!("/sys/fs/cgroup{cg}/pids.current"))
+    }
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    assert!((32..=64).contains(&current), "pids.current = {current}");
+    // the host is fine
+    assert!(
+        std::process::Command::new("true")
+            .status()
+            .unwrap()
+            .success()
+    );
+    rt.remove_pod("uid-pids").unwrap();
+}
+
+#[test]
+fn logs_rotate_by_size() {
+    let fx = fixture("logs");
+    let mut cfg = fx.config();
+    cfg.log_rotation = skiff_agent::runtime::linux::LogRotation {
+        max_bytes: 64 * 1024,
+        keep: 2,
+    };
+    let rt = LinuxRuntime::open(cfg).unwrap();
+    let p = pod(
+        "logs",
+        json!({ "containers": [ctr("chatty", "i=0; while [ $i -lt 4000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; i=$((i+1)); sleep 0.001; done; echo end; sleep 1000")] }),
+    );
+    fx.start(&rt, "uid-logs", &p);
+    wait_until("a rotated log", Duration::from_secs(30), || {
+        !rt.log_paths("uid-logs", "chatty")
+            .unwrap()
+            .rotated
+            .is_empty()
+    });
+    wait_log(&rt, "uid-logs", "chatty", "end");
+    let paths = rt.log_paths("uid-logs", "chatty").unwrap();
+    assert!(paths.rotated.len() <= 2);
+    let first = std::fs::read_to_string(&paths.rotated[0]).unwrap();
+    assert!(first.contains("line-"), "rotated piece has output");
+    assert!(std::fs::metadata(&paths.current).unwrap().len() < 200 * 1024);
+    rt.remove_pod("uid-logs").unwrap();
+}
+
+#[test]
+fn stop_sends_term_then_kill_after_the_grace_period() {
+    let fx = fixture("stop");
+    let rt = fx.open();
+    let p = pod(
+        "stop",
+        json!({ "terminationGracePeriodSeconds": 2, "containers": [
+            ctr("stubborn", "trap 'echo got-term' TERM; echo ready; while true; do sleep 0.1; done"),
+            ctr("polite", "trap 'exit 0' TERM; while true; do sleep 0.1; done"),
+        ]}),
+    );
+    fx.start(&rt, "uid-stop", &p);
+    wait_log(&rt, "uid-stop", "stubborn", "ready");
+    let t = Instant::now();
+    rt.stop_pod("uid-stop").unwrap();
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(6),
+        "stop took {took:?}"
+    );
+    let stubborn = wait_exited(&rt, "uid-stop", "stubborn");
+    assert_eq!(stubborn.exit_code, 137);
+    assert_eq!(wait_exited(&rt, "uid-stop", "polite").exit_code, 0);
+    assert!(read_log(&rt, "uid-stop", "stubborn").contains("got-term"));
+    assert!(!observed(&rt, "uid-stop").any_running());
+    rt.remove_pod("uid-stop").unwrap();
+}
+
+#[test]
+fn restart_counts_and_keeps_the_previous_log() {
+    let fx = fixture("restart");
+    let rt = fx.open();
+    let p = pod(
+        "restart",
+        json!({ "containers": [ctr("c", "echo run; touch /marker-$$; ls / | grep -c marker; exit 3")] }),
+    );
+    fx.start(&rt, "uid-restart", &p);
+    assert_eq!(wait_exited(&rt, "uid-restart", "c").exit_code, 3);
+    rt.restart_container("uid-restart", "c").unwrap();
+    let log = wait_log(&rt, "uid-restart", "c", "run");
+    let exit = wait_exited(&rt, "uid-restart", "c");
+    let o = observed(&rt, "uid-restart");
+    assert_eq!(o.containers[0].restart_count, 1);
+    assert_eq!(o.containers[0].last_exit.unwrap().exit_code, 3);
+    assert_eq!(exit.exit_code, 3);
+    // a fresh writable layer: the first run's marker is gone
+    let log = if log.contains("1\n") {
+        log
+    } else {
+        wait_log(&rt, "uid-restart", "c", "1\n")
+    };
+    assert_eq!(log, "run\n1\n");
+    let paths = rt.log_paths("uid-restart", "c").unwrap();
+    let prev = std::fs::read_to_string(paths.previous.expect("previous log")).unwrap();
+    assert_eq!(prev, "run\n1\n");
+    rt.remove_pod("uid-restart").unwrap();
+}
+
+#[test]
+fn reopened_runtime_adopts_running_containers() {
+    let fx = fixture("adopt");
+    let rt = fx.open();
+    let p = pod(
+        "adopt",
+        json!({ "terminationGracePeriodSeconds": 1, "containers": [ctr("c", "sleep 1000"), ctr("done", "exit 4")] }),
+    );
+    fx.start(&rt, "uid-adopt", &p);
+    let pid = pid_of(&rt, "uid-adopt", "c");
+    assert_eq!(wait_exited(&rt, "uid-adopt", "done").exit_code, 4);
+    let cg = rt.container_cgroup("uid-adopt", "c").unwrap();
+    drop(rt);
+    let rt = fx.open();
+    let o = observed(&rt, "uid-adopt");
+    assert!(matches!(o.containers[0].state, RunState::Running { .. }));
+    assert_eq!(
+        rt.container_pid("uid-adopt", "c"),
+        Some(pid),
+        "same process, no duplicate"
+    );
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/pids{cg}/cgroup.procs"))
+        .or_else(|_| std::fs::read_to_string(format!("/sys/fs/cgroup{cg}/cgroup.procs")))
+        .unwrap();
+    assert_eq!(procs.lines().count(), 1);
+    let done = o.containers.iter().find(|c| c.name == "done").unwrap();
+    assert!(matches!(done.state, RunState::Exited(e) if e.exit_code == 4));
+    rt.stop_pod("uid-adopt").unwrap();
+    assert_eq!(wait_exited(&rt, "uid-adopt", "c").exit_code, 137);
+    rt.remove_pod("uid-adopt").unwrap();
+}
+
+/// Entry point of [`adoption_after_the_agent_is_killed`]: run in a child process, it
+/// starts a pod and waits to be SIGKILLed.
+#[test]
+#[ignore = "run by adoption_after_the_agent_is_killed in a child process"]
+fn adoption_child() {
+    let dir = std::env::var("SKIFF_ADOPT_STATE").expect("SKIFF_ADOPT_STATE");
+    let mut cfg = LinuxConfig::new(
+        Path::new(&dir),
+        Path::new(env!("CARGO_BIN_EXE_skiff-agent")),
+    );
+    cfg.cgroup_parent = std::env::var("SKIFF_ADOPT_CGROUP").unwrap();
+    let rt = LinuxRuntime::open(cfg).unwrap();
+    let mut images = BTreeMap::new();
+    images.insert(IMAGE.to_string(), image());
+    let p = pod("killed", json!({ "containers": [ctr("c", "sleep 1000")] }));
+    rt.start_pod(PodToStart {
+        uid: "uid-killed",
+        revision: 1,
+        spec_hash: 1,
+        pod: &p,
+        images: &images,
+    })
+    .unwrap();
+    println!("READY {}", rt.container_pid("uid-killed", "c").unwrap());
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn adoption_after_the_agent_is_killed() {
+    use std::io::BufRead;
+    let fx = fixture("killed");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "adoption_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("SKIFF_ADOPT_STATE", &fx.state)
+        .env("SKIFF_ADOPT_CGROUP", &fx.cgroup_parent)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut pid = None;
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        // The test harness prints "test adoption_child ... " on the same line.
+        if let Some((_, p)) = line.split_once("READY ") {
+            pid = Some(p.trim().parse::<i32>().unwrap());
+            break;
+        }
+    }
+    let pid = pid.expect("child started the pod");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let rt = fx.open();
+    let o = observed(&rt, "uid-killed");
+    assert!(matches!(o.containers[0].state, RunState::Running { .. }));
+    assert_eq!(rt.container_pid("uid-killed", "c"), Some(pid));
+    rt.remove_pod("uid-killed").unwrap();
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists() || {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.contains(") Z")
+        }
+    );
+}
+
+const CGROUP_ROOTS: [&str; 9] = [
+    "/sys/fs/cgroup",
+    "/sys/fs/cgroup/memory",
+    "/sys/fs/cgroup/pids",
+    "/sys/fs/cgroup/cpu",
+    "/sys/fs/cgroup/cpuacct",
+    "/sys/fs/cgroup/devices",
+    "/sys/fs/cgroup/freezer",
+    "/sys/fs/cgroup/blkio",
+    "/sys/fs/cgroup/cpuset",
+];
+
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let d = dir.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&d))
+        .map(String::from)
+        .collect()
+}
+
+fn cgroup_dirs(parent: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for root in CGROUP_ROOTS {
+        let p = Path::new(root).join(parent);
+        if let Ok(rd) = std::fs::read_dir(&p) {
+            for e in rd.flatten() {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    out.push(e.path());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Child processes of this process (zombies included).
+fn children() -> Vec<i32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1).map(|pp| pp == me))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn create_delete_cycles_leave_nothing_behind() {
+    let cycles: usize = std::env::var("SKIFF_CYCLES")
+        .ok()
+        .map(|v| v.parse().expect("SKIFF_CYCLES is a number"))
+        .unwrap_or(100);
+    let fx = fixture("cycles");
+    let rt = fx.open();
+    let p = pod(
+        "cycle",
+        json!({ "volumes": [{ "name": "m", "emptyDir": { "medium": "Memory" } }],
+                "containers": [{ "name": "c", "image": IMAGE, "command": ["true"],
+                                 "volumeMounts": [{ "name": "m", "mountPath": "/m" }] }] }),
+    );
+    for i in 0..cycles {
+        let uid = format!("uid-cycle-{i}");
+        fx.start(&rt, &uid, &p);
+        assert_eq!(wait_exited(&rt, &uid, "c").exit_code, 0);
+        rt.remove_pod(&uid).unwrap();
+    }
+    assert!(rt.list().unwrap().is_empty());
+    assert_eq!(mounts_under(&fx.state), Vec::<String>::new(), "mounts left");
+    assert_eq!(
+        cgroup_dirs(&fx.cgroup_parent),
+        Vec::<PathBuf>::new(),
+        "cgroups left"
+    );
+    for d in ["pods", "libcontainer", "records"] {
+        let left: Vec<_> = std::fs::read_dir(fx.state.join(d)).unwrap().collect();
+        assert!(left.is_empty(), "{d} not empty: {left:?}");
+    }
+    let kids: Vec<i32> = children()
+        .into_iter()
+        .filter(|pid| {
+            // other tests of this binary may have containers running right now
+            let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            cg.contains(&fx.cgroup_parent)
+        })
+        .collect();
+    assert_eq!(kids, Vec::<i32>::new(), "processes left");
+}
