@@ -10,7 +10,8 @@ fn main() {
     let result = run(
         cli,
         Io {
-            stdin: &mut std::io::stdin().lock(),
+            // Not locked for the whole run: `skiff exec -i` reads it from its own thread.
+            stdin: &mut std::io::stdin(),
             stdout: &mut std::io::stdout().lock(),
             stderr: &mut std::io::stderr().lock(),
             env: &env,

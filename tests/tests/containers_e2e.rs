@@ -1,0 +1,192 @@
+//! Real containers end to end: the real hub (embedded broker, OCI registry), a real
+//! `skiff-agent` with the Linux runtime (libcontainer), the `skiff` binary and a busybox
+//! image the test builds and imports. Covers the whole path a user takes: `skiff image
+//! import`, `skiff run`, the pod Running in the store, `skiff logs` and `skiff exec`
+//! (output, stdin, exit code) through the hub, a missing image showing ErrImagePull /
+//! ImagePullBackOff with an event, a liveness probe restarting a container, adoption of
+//! running containers after the agent is killed with SIGKILL, and deletion leaving no
+//! mount behind. Needs root.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use skiff_tests::image::TestImage;
+use skiff_tests::{BrokerKind, Fleet};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn pod_path(name: &str) -> String {
+    format!("/api/v1/namespaces/default/pods/{name}")
+}
+
+fn running(p: &Value) -> bool {
+    p["status"]["phase"] == "Running"
+}
+
+fn text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Mounts under `dir` (overlays, namespace files, volumes) in this mount namespace.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let prefix = dir.display().to_string();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .expect("mountinfo")
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn pods_run_real_containers_end_to_end() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "real containers need root: run the test suite as root (scripts/test.sh)"
+    );
+    let fleet = Fleet::start(BrokerKind::Embedded, &[], false);
+    let hub = &fleet.hub;
+
+    let tar = hub.scratch().join("busybox.tar");
+    TestImage::busybox()
+        .reference("busybox:1")
+        .write_oci_layout_tar(&tar)
+        .expect("building the busybox image");
+    hub.skiff_ok(&[
+        "image",
+        "import",
+        tar.to_str().unwrap(),
+        "--tag",
+        "busybox:1",
+    ]);
+
+    let mut agent = fleet.joined_agent("dev-1", &["--runtime", "linux"]);
+    let state = agent.state_dir().to_path_buf();
+
+    // Run, and see it Running in the store as the device reports it.
+    hub.skiff_ok(&[
+        "run",
+        "hello",
+        "--image",
+        "busybox:1",
+        "--",
+        "sh",
+        "-c",
+        "echo hello from skiff; exec sleep 1000",
+    ]);
+    let pod = hub.wait_for(&pod_path("hello"), WAIT, running);
+    let started = pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"].clone();
+    assert!(started.is_string(), "{pod}");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["ready"], true,
+        "{pod}"
+    );
+
+    // Logs through the hub.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = hub.skiff(&["logs", "hello"]);
+        if text(&out).contains("hello from skiff") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line: {out:?}\nagent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Exec: output, the remote exit code, stdin.
+    let out = hub.skiff(&["exec", "hello", "--", "cat", "/etc/hostname"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out).trim(), "hello");
+    let out = hub.skiff(&["exec", "hello", "--", "sh", "-c", "echo to-err >&2; exit 7"]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("to-err"),
+        "{out:?}"
+    );
+    let out = hub.skiff_stdin(
+        &["exec", "-i", "hello", "--", "tr", "a-z", "A-Z"],
+        "quiet edge\n",
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out), "QUIET EDGE\n");
+
+    // An image the hub does not have: the pod shows why, with an event.
+    hub.skiff_ok(&["run", "broken", "--image", "nosuch:1"]);
+    let pod = hub.wait_for(&pod_path("broken"), WAIT, |p| {
+        let reason = &p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"];
+        reason == "ErrImagePull" || reason == "ImagePullBackOff"
+    });
+    let message = pod["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(message.contains("nosuch"), "{pod}");
+    let events = hub.wait_for("/api/v1/namespaces/default/events", WAIT, |l| {
+        l["items"].as_array().is_some_and(|items| {
+            items.iter().any(|e| {
+                e["involvedObject"]["name"] == "broken"
+                    && e["reason"] == "Failed"
+                    && e["type"] == "Warning"
+            })
+        })
+    });
+    assert!(events["items"].is_array());
+
+    // A failing liveness probe restarts the container.
+    let probed = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"sick"},"spec":{
+        "containers":[{"name":"app","image":"busybox:1","command":["sleep","1000"],
+        "livenessProbe":{"exec":{"command":["cat","/tmp/healthy"]},
+          "periodSeconds":1,"failureThreshold":2}}],
+        "terminationGracePeriodSeconds":1}}"#;
+    hub.skiff_stdin(&["apply", "-f", "-"], probed);
+    hub.wait_for(&pod_path("sick"), WAIT, |p| {
+        p["status"]["containerStatuses"][0]["restartCount"]
+            .as_i64()
+            .is_some_and(|n| n >= 1)
+    });
+    hub.wait_for("/api/v1/namespaces/default/events", WAIT, |l| {
+        l["items"].as_array().is_some_and(|items| {
+            items
+                .iter()
+                .any(|e| e["involvedObject"]["name"] == "sick" && e["reason"] == "Unhealthy")
+        })
+    });
+    hub.skiff_ok(&["delete", "pod", "sick"]);
+
+    // SIGKILL the agent: the container keeps running, and the agent started again
+    // adopts it (same start time, no restart).
+    agent.kill();
+    let out = hub.skiff(&["get", "pod", "hello", "-o", "json"]);
+    assert!(out.status.success(), "{out:?}");
+    agent.start_again();
+    std::thread::sleep(Duration::from_secs(3));
+    let pod = hub.wait_for(&pod_path("hello"), WAIT, running);
+    let cs = &pod["status"]["containerStatuses"][0];
+    assert_eq!(cs["restartCount"], 0, "{pod}");
+    assert_eq!(cs["state"]["running"]["startedAt"], started, "{pod}");
+    let out = hub.skiff(&["exec", "hello", "--", "cat", "/etc/hostname"]);
+    assert_eq!(text(&out).trim(), "hello", "{out:?}");
+
+    // Deleting frees everything the pods had: no mount is left under the state dir.
+    hub.skiff_ok(&["delete", "pod", "hello", "broken"]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = mounts_under(&state);
+        let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
+        let pods = list["items"].as_array().map_or(0, Vec::len);
+        if left.is_empty() && pods == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pods} pods, mounts left: {left:#?}\nagent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    agent.stop();
+}
