@@ -10,6 +10,8 @@ packages=(
   gcc pkg-config rustc-web cargo-web
   # the agent's container runtime (libcontainer's seccomp support links libseccomp)
   libseccomp-dev
+  # the quick start's busybox image, built offline (scripts/busybox-image.sh)
+  umoci busybox-static python3
 )
 if [ "${1:-}" != "--build-only" ]; then
   packages+=(
@@ -18,7 +20,7 @@ if [ "${1:-}" != "--build-only" ]; then
   # libseccomp.a for the statically linked ARM agent
   libseccomp-dev:arm64
   # benchmark peers and test tooling
-  sqlite3 wrk procps iproute2 mosquitto skopeo busybox-static
+  sqlite3 wrk procps iproute2 mosquitto skopeo runc
   )
 fi
 
