@@ -26,7 +26,7 @@ status=0
 echo "== ARM64 cross build and api tests under qemu"
 scripts/cross-test.sh 2>&1 | tee -a "$log" || status=1
 echo "== tests"
-cargo test --workspace 2>&1 | tee -a "$log" || status=1
+cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log" || status=1
 
 # One closing line for the whole suite (ARM and host runs), counted per test.
 passed=$(grep -cE '^test .+ \.\.\. ok' "$log" || true)

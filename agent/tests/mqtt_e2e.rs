@@ -517,7 +517,10 @@ fn a_join_saves_private_credentials_reused_without_a_token() {
     let mode = std::fs::metadata(&creds).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&creds).unwrap()).unwrap();
-    assert_eq!(saved, answer);
+    // What the hub answered, plus the hub it was joined through (its image registry).
+    let mut expected = answer.clone();
+    expected["hub"] = serde_json::json!(format!("http://127.0.0.1:{port}"));
+    assert_eq!(saved, expected);
     // Joined: it keeps running (trying the broker), and a restart needs no token or hub.
     std::thread::sleep(Duration::from_millis(300));
     assert!(agent.0.try_wait().unwrap().is_none());
