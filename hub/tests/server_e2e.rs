@@ -300,5 +300,6 @@ fn serve_persist_terminate_and_restart() {
         .filter(|n| !n.starts_with("state.db"))
         .collect();
     files.sort();
-    assert_eq!(files, ["admin.token", "hub.toml"]);
+    // dispatch-sent.json: what each node was last sent, written at shutdown.
+    assert_eq!(files, ["admin.token", "dispatch-sent.json", "hub.toml"]);
 }
