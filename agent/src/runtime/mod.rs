@@ -3,6 +3,7 @@
 //! what is there) and the plain data it observes. `main` picks the implementation.
 
 pub mod linux;
+mod records;
 mod simulated;
 
 use std::collections::BTreeMap;

@@ -14,14 +14,13 @@
 //! as they start (init containers always complete with 0).
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use chrono::Utc;
 use skiff_api::resources::Container;
 
+use super::records::{self, safe_name};
 use super::{
     ContainerRuntime, ExecProcess, ExecRequest, Exit, ExitReason, LogPaths, ObservedContainer,
     ObservedPod, PodToStart, RunState, RuntimeError,
@@ -109,24 +108,7 @@ impl SimulatedRuntime {
     }
 
     fn write(&self, pod: &SimPod) -> Result<(), RuntimeError> {
-        let path = self.record_path(&pod.observed.uid);
-        let tmp = path.with_extension("tmp");
-        let io = |source| RuntimeError::Io {
-            path: path.clone(),
-            source,
-        };
-        let json = serde_json::to_vec(pod).expect("record serializes");
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(&json).map_err(io)?;
-        f.sync_all().map_err(io)?;
-        drop(f);
-        std::fs::rename(&tmp, &path).map_err(io)?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)
+        records::write_json(&self.dir, &self.record_path(&pod.observed.uid), pod)
     }
 
     fn update(
@@ -150,19 +132,6 @@ impl SimulatedRuntime {
         let h = crate::reconcile::fnv1a(uid.as_bytes());
         format!("10.244.{}.{}", (h >> 8) as u8, (h as u8).max(2))
     }
-}
-
-/// UIDs and names come from the hub; keep only characters that cannot escape a directory.
-fn safe_name(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 fn start_container(
@@ -254,12 +223,7 @@ impl ContainerRuntime for SimulatedRuntime {
 
     fn remove_pod(&self, uid: &str) -> Result<(), RuntimeError> {
         let mut pods = self.pods.lock().expect("runtime lock");
-        let path = self.record_path(uid);
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => return Err(RuntimeError::Io { path, source }),
-        }
+        records::remove(&self.record_path(uid))?;
         pods.remove(uid);
         match std::fs::remove_dir_all(self.log_dir(uid)) {
             Ok(()) => Ok(()),
@@ -369,6 +333,7 @@ impl ContainerRuntime for SimulatedRuntime {
 #[cfg(test)]
 mod tests {
     use skiff_api::resources::Pod;
+    use std::io::Write;
 
     use super::*;
 

@@ -3,11 +3,9 @@
 //! on it, so a restarted agent finds every container it started and adopts it.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::runtime::{ObservedPod, RuntimeError};
+use crate::runtime::{ObservedPod, RuntimeError, records};
 
 /// What the runtime remembers of a pod.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -42,52 +40,18 @@ pub(crate) fn record_dir(state: &Path) -> PathBuf {
     state.join("records")
 }
 
-/// Keeps only characters that cannot escape a directory (UIDs come from the hub).
-pub(crate) fn safe_name(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub(crate) use crate::runtime::records::safe_name;
 
 pub(crate) fn path_for(state: &Path, uid: &str) -> PathBuf {
     record_dir(state).join(format!("{}.json", safe_name(uid)))
 }
 
 pub(crate) fn write(state: &Path, rec: &PodRecord) -> Result<(), RuntimeError> {
-    let dir = record_dir(state);
-    let path = path_for(state, &rec.observed.uid);
-    let tmp = path.with_extension("tmp");
-    let io = |source| RuntimeError::Io {
-        path: path.clone(),
-        source,
-    };
-    let json = serde_json::to_vec(rec).expect("record serializes");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&json).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, &path).map_err(io)?;
-    File::open(&dir).and_then(|d| d.sync_all()).map_err(io)
+    records::write_json(&record_dir(state), &path_for(state, &rec.observed.uid), rec)
 }
 
 pub(crate) fn remove(state: &Path, uid: &str) -> Result<(), RuntimeError> {
-    let path = path_for(state, uid);
-    match std::fs::remove_file(&path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(RuntimeError::Io { path, source }),
-    }
+    records::remove(&path_for(state, uid))
 }
 
 pub(crate) fn read_all(state: &Path) -> Result<Vec<PodRecord>, RuntimeError> {
