@@ -15,7 +15,7 @@ mod token;
 pub use client::{CreatedToken, TokenClientError, create_token};
 pub use credentials::{CredentialError, Credentials, Issued, JoinError};
 pub use http::{DEFAULT_TOKEN_TTL_SECONDS, JoinApi, routes};
-pub(crate) use http::{json as json_response, unauthorized};
+pub(crate) use http::{failure as status_failure, json as json_response, unauthorized};
 pub(crate) use token::constant_time_eq;
 pub use token::{JoinToken, TokenParseError};
 

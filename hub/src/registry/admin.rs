@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use super::names::{ImageRef, RefError};
 use super::{ImportError, Served, TagOverride};
-use crate::join::json_response;
+use crate::join::{json_response, status_failure as failure};
 
 pub(crate) fn routes(state: Arc<Served>) -> Router {
     Router::new()
@@ -27,21 +27,6 @@ pub(crate) fn routes(state: Arc<Served>) -> Router {
         .route("/skiff/v1/images/import", post(import))
         .route("/skiff/v1/images/{*reference}", delete(remove))
         .with_state(state)
-}
-
-fn failure(code: StatusCode, reason: &str, message: &str) -> Response {
-    json_response(
-        code,
-        &json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "code": code.as_u16(),
-        }),
-    )
 }
 
 fn unauthorized() -> Response {

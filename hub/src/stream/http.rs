@@ -11,7 +11,6 @@ use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde_json::json;
 use skiff_api::protocol::stream::StreamKind;
 use skiff_api::protocol::{Down, SCHEMA_VERSION};
 use skiff_api::resources::ConditionStatus;
@@ -34,24 +33,7 @@ pub fn routes(streams: Arc<Streams>) -> Router {
         .with_state(streams)
 }
 
-/// A Kubernetes `Status` failure.
-pub(super) fn failure(code: StatusCode, reason: &str, message: &str) -> Response {
-    let body = json!({
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": message,
-        "reason": reason,
-        "code": code.as_u16(),
-    });
-    (
-        code,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
+pub(super) use crate::join::status_failure as failure;
 
 /// Why a request was refused, answered as a Kubernetes `Status`.
 #[derive(Debug, thiserror::Error)]
