@@ -13,8 +13,10 @@
 #[path = "../bench/mod.rs"]
 mod bench;
 
+use bench::binary;
+
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,19 +86,6 @@ fn main() -> Result<()> {
              (run from the workspace root after `cargo build --release --workspace --bins`)"
         ),
     }
-}
-
-/// The release binaries next to this one.
-fn binary(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.with_file_name(name);
-    if !path.is_file() {
-        bail!(
-            "{} not found: run `cargo build --release --workspace --bins` first",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 struct HubProcess {
