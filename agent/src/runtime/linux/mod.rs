@@ -926,7 +926,7 @@ impl ContainerRuntime for LinuxRuntime {
             let p = pods.get(uid).ok_or_else(|| RuntimeError::NoSuchPod {
                 uid: uid.to_string(),
             })?;
-            if observe_named(&mut p.rec.observed.clone(), container).is_none() {
+            if !p.rec.containers.contains_key(container) {
                 return Err(RuntimeError::NoSuchContainer {
                     uid: uid.to_string(),
                     container: container.to_string(),
