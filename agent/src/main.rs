@@ -38,7 +38,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(skiff_agent::run(cfg, shutdown_signal())) {
+    let result = rt.block_on(skiff_agent::run(cfg, shutdown_signal()));
+    // Runtime work still in flight (a stop waiting out a grace period, a pull) is left:
+    // containers outlive the agent, its records are on disk, and the next agent adopts
+    // them and carries on. Waiting for it would hold SIGTERM up for up to a grace period.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("skiff-agent: {e}");
