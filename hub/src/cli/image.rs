@@ -95,6 +95,8 @@ struct Progress<'a> {
     total: Option<u64>,
     read: u64,
     next_line: u64,
+    /// Where the last line was printed, so the end is not told twice.
+    printed: u64,
 }
 
 const LINE_STEP_UNKNOWN: u64 = 64 << 20;
@@ -117,7 +119,7 @@ impl Read for Progress<'_> {
         self.read += n as u64;
         if let Some(bar) = &self.bar {
             bar.set_position(self.read);
-        } else if self.read >= self.next_line || (n == 0 && self.read > 0) {
+        } else if self.read >= self.next_line || (n == 0 && self.read > self.printed) {
             let line = match self.total {
                 Some(t) if t > 0 => format!(
                     "uploaded {} of {} ({}%)",
@@ -129,6 +131,7 @@ impl Read for Progress<'_> {
             };
             // Progress lines are a courtesy: a closed stderr must not fail the upload.
             let _ = writeln!(self.lines, "{line}");
+            self.printed = self.read;
             while self.next_line <= self.read {
                 self.next_line += self.step();
             }
@@ -188,6 +191,7 @@ fn import(ctx: &mut Ctx<'_>, args: &ImportArgs) -> Result<(), CliError> {
         total,
         read: 0,
         next_line: 0,
+        printed: 0,
     };
     let result = ctx
         .client
@@ -324,6 +328,7 @@ mod tests {
             total: Some(1000),
             read: 0,
             next_line: 0,
+            printed: 0,
         };
         let mut buf = [0u8; 100];
         while p.read(&mut buf).unwrap() > 0 {}
@@ -331,6 +336,11 @@ mod tests {
         let shown: Vec<&str> = text.lines().collect();
         assert_eq!(shown.first().unwrap(), &"uploaded 100 B of 1000 B (10%)");
         assert_eq!(shown.last().unwrap(), &"uploaded 1000 B of 1000 B (100%)");
+        assert_eq!(
+            shown.iter().filter(|l| l.contains("(100%)")).count(),
+            1,
+            "{shown:?}"
+        );
         assert!(shown.len() <= 6, "{shown:?}");
     }
 }
