@@ -849,6 +849,10 @@ async fn the_agent_loop_reports_readiness_and_restarts_on_liveness_failure() {
                 }),
                 ..Probe::default()
             }),
+            // The restarted run's first liveness check waits a second: the restart
+            // comes within milliseconds of the event, before the test puts `alive`
+            // back, and with a failure threshold of 1 an earlier check would (rightly)
+            // kill the new run too.
             liveness_probe: quick(Probe {
                 exec: Some(ExecAction {
                     command: cmd(&[
@@ -857,6 +861,7 @@ async fn the_agent_loop_reports_readiness_and_restarts_on_liveness_failure() {
                         &format!("test -e {} || {{ echo gone; exit 1; }}", alive.display()),
                     ]),
                 }),
+                initial_delay_seconds: Some(1),
                 ..Probe::default()
             }),
             ..Container::default()
