@@ -128,6 +128,15 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub insecure_registries: Vec<String>,
+    /// A PEM file of CA certificates to trust for https registries (repeatable). When
+    /// given, these are the only roots trusted (add /etc/ssl/certs/ca-certificates.crt to
+    /// keep public registries); otherwise the Mozilla roots built into the agent are.
+    #[arg(
+        long = "registry-ca",
+        env = "SKIFF_AGENT_REGISTRY_CAS",
+        value_delimiter = ','
+    )]
+    pub registry_cas: Vec<PathBuf>,
     /// Run N agents in this process, named <node-name>-<i> with state dirs
     /// <state-dir>/<name>, all joining with --token (for fleet-scale tests).
     #[arg(long, env = "SKIFF_AGENT_SIMULATE")]
@@ -168,6 +177,8 @@ struct FileConfig {
     registry_mirror: Vec<String>,
     #[serde(default)]
     insecure_registry: Vec<String>,
+    #[serde(default)]
+    registry_ca: Vec<PathBuf>,
     simulate: Option<u32>,
     connect_concurrency: Option<usize>,
     internal_ip: Option<IpAddr>,
@@ -193,6 +204,7 @@ pub struct AgentConfig {
     /// Registry host → mirror base URLs, in order.
     pub registry_mirrors: BTreeMap<String, Vec<String>>,
     pub insecure_registries: Vec<String>,
+    pub registry_cas: Vec<PathBuf>,
     pub simulate: Option<u32>,
     pub connect_concurrency: usize,
     pub internal_ip: Option<IpAddr>,
@@ -277,9 +289,15 @@ impl AgentConfig {
         } else {
             args.insecure_registries
         };
+        let registry_cas = if args.registry_cas.is_empty() {
+            file.registry_ca
+        } else {
+            args.registry_cas
+        };
         Ok(AgentConfig {
             registry_mirrors,
             insecure_registries,
+            registry_cas,
             hub: args.hub.or(file.hub),
             node_name,
             state_dir: args

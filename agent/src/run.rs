@@ -41,6 +41,8 @@ pub enum RunError {
     Link(#[from] LinkError),
     #[error(transparent)]
     Images(#[from] ImageError),
+    #[error("--registry-ca {path}: {message}")]
+    RegistryCa { path: PathBuf, message: String },
     #[error("{failed} of {total} simulated agents could not start")]
     Simulated { failed: usize, total: usize },
 }
@@ -124,7 +126,7 @@ fn prepare(
 }
 
 /// The node's image store: the hub is its default registry (names without a registry
-/// host are the hub's), pulled from with the node's own login over plain http.
+/// host are the hub's), pulled from with the node's own login.
 fn image_store(
     cfg: &AgentConfig,
     state_dir: &Path,
@@ -148,6 +150,13 @@ fn image_store(
     }
     sc.registry.mirrors = cfg.registry_mirrors.clone();
     sc.registry.plain_http = cfg.insecure_registries.iter().cloned().collect();
+    for path in &cfg.registry_cas {
+        let certs = crate::image::load_ca_file(path).map_err(|message| RunError::RegistryCa {
+            path: path.clone(),
+            message,
+        })?;
+        sc.registry.ca_certs.extend(certs);
+    }
     Ok(Arc::new(OciImageStore::open(sc)?))
 }
 

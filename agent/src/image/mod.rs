@@ -128,5 +128,5 @@ mod store;
 pub mod unpack;
 
 pub use manifest::Platform;
-pub use registry::{HubRegistry, RegistryConfig};
+pub use registry::{HubRegistry, RegistryConfig, load_ca_file};
 pub use store::{OciImageStore, OciStoreConfig};

@@ -37,6 +37,25 @@ pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// Registry hosts reached over plain http instead of https.
     pub plain_http: BTreeSet<String>,
+    /// DER CA certificates trusted for https; empty: the Mozilla roots built in.
+    pub ca_certs: Vec<Vec<u8>>,
+}
+
+/// The CA certificates of a PEM file, DER-encoded; an error when it holds none or one
+/// cannot be read.
+pub fn load_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let pem = std::fs::read(path).map_err(|e| e.to_string())?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| format!("unreadable PEM: {e}"))? {
+            ureq::tls::PemItem::Certificate(c) => certs.push(c.der().to_vec()),
+            _ => continue,
+        }
+    }
+    if certs.is_empty() {
+        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into());
+    }
+    Ok(certs)
 }
 
 /// One base URL to try for a registry host.
@@ -133,8 +152,19 @@ fn basic_header(user: &str, password: &str) -> String {
 
 impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig};
+        let roots = if config.ca_certs.is_empty() {
+            RootCerts::WebPki
+        } else {
+            config
+                .ca_certs
+                .iter()
+                .map(|der| Certificate::from_der(der).to_owned())
+                .into()
+        };
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(TlsConfig::builder().root_certs(roots).build())
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))
@@ -187,23 +217,7 @@ impl Registry {
             }
         };
         out.push(own);
-        // Without TLS built in, https endpoints can only fail: say why up front.
-        let usable: Vec<Endpoint> = out
-            .into_iter()
-            .filter(|e| e.base.starts_with("http://"))
-            .collect();
-        if usable.is_empty() {
-            return Err(ImageError::Unsupported {
-                reference: r.to_string(),
-                what: "registry transport",
-                value: format!(
-                    "{} needs https, and this agent reaches registries over plain http only \
-                     (allow plain http for it or configure a mirror)",
-                    r.registry
-                ),
-            });
-        }
-        Ok(usable)
+        Ok(out)
     }
 
     /// GET `path` from `ep`, answering auth challenges once. Non-2xx answers become errors
@@ -321,10 +335,8 @@ impl Registry {
         let realm = params
             .get("realm")
             .ok_or_else(|| err("Bearer challenge without a realm".to_string()))?;
-        if !realm.starts_with("http://") {
-            return Err(err(format!(
-                "token realm {realm} needs https, which this agent does not speak"
-            )));
+        if !realm.starts_with("http://") && !realm.starts_with("https://") {
+            return Err(err(format!("token realm {realm} is not an http(s) URL")));
         }
         let scope = params.get("scope").map_or(scope, String::as_str);
         let mut url = format!("{realm}?scope={}", encode(scope));
@@ -401,6 +413,7 @@ mod tests {
             )]
             .into(),
             plain_http: BTreeSet::new(),
+            ca_certs: Vec::new(),
         });
         let hub = reg
             .endpoints(&Reference::parse("10.1.0.1:6443/app:1").unwrap())
@@ -413,11 +426,15 @@ mod tests {
             .unwrap();
         assert_eq!(
             dh.iter().map(|e| e.base.as_str()).collect::<Vec<_>>(),
-            ["http://m1:5000"]
+            [
+                "http://m1:5000",
+                "https://m2",
+                "https://registry-1.docker.io"
+            ]
         );
-        assert!(matches!(
-            reg.endpoints(&Reference::parse("quay.io/x/y").unwrap()),
-            Err(ImageError::Unsupported { .. })
-        ));
+        let quay = reg
+            .endpoints(&Reference::parse("quay.io/x/y").unwrap())
+            .unwrap();
+        assert_eq!(quay[0].base, "https://quay.io");
     }
 }
