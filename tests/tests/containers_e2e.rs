@@ -190,3 +190,141 @@ fn pods_run_real_containers_end_to_end() {
     }
     agent.stop();
 }
+
+#[test]
+fn init_containers_run_in_order_and_a_failed_one_holds_the_pod() {
+    assert!(
+        nix::unistd::Uid::effective().is_root(),
+        "real containers need root: run the test suite as root (scripts/test.sh)"
+    );
+    let fleet = Fleet::start(BrokerKind::Embedded, &[], false);
+    let hub = &fleet.hub;
+    let tar = hub.scratch().join("busybox.tar");
+    TestImage::busybox()
+        .reference("busybox:1")
+        .write_oci_layout_tar(&tar)
+        .expect("building the busybox image");
+    hub.skiff_ok(&[
+        "image",
+        "import",
+        tar.to_str().unwrap(),
+        "--tag",
+        "busybox:1",
+    ]);
+    let agent = fleet.joined_agent("dev-init", &["--runtime", "linux"]);
+    let state = agent.state_dir().to_path_buf();
+
+    let manifests = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: seeded}
+spec:
+  volumes: [{name: work, emptyDir: {}}]
+  initContainers:
+  - {name: first, image: "busybox:1", command: [sh, -c, "echo one > /work/order"],
+     volumeMounts: [{name: work, mountPath: /work}]}
+  - {name: second, image: "busybox:1", command: [sh, -c, "sleep 1; echo two >> /work/order"],
+     volumeMounts: [{name: work, mountPath: /work}]}
+  containers:
+  - {name: app, image: "busybox:1", command: [sh, -c, "cat /work/order; exec sleep 1000"],
+     volumeMounts: [{name: work, mountPath: /work}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: stuck}
+spec:
+  initContainers:
+  - {name: fail, image: "busybox:1", command: [sh, -c, "exit 3"]}
+  containers:
+  - {name: app, image: "busybox:1", command: [sleep, "1000"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: fail, image: "busybox:1", command: [sh, -c, "exit 4"]}
+  containers:
+  - {name: app, image: "busybox:1", command: [sleep, "1000"]}
+"#;
+    let out = hub.skiff_stdin(&["apply", "-f", "-"], manifests);
+    assert!(out.status.success(), "{out:?}");
+
+    // In order, each to completion, before the app container: it sees both lines.
+    let pod = hub.wait_for(&pod_path("seeded"), WAIT, running);
+    for (i, name) in ["first", "second"].iter().enumerate() {
+        let s = &pod["status"]["initContainerStatuses"][i];
+        assert_eq!(s["name"], *name, "{pod}");
+        assert_eq!(s["state"]["terminated"]["reason"], "Completed", "{pod}");
+    }
+    let initialized = pod["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Initialized")
+        .cloned()
+        .unwrap();
+    assert_eq!(initialized["status"], "True", "{pod}");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = hub.skiff(&["logs", "seeded", "-c", "app"]);
+        if text(&out) == "one\ntwo\n" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "app log: {out:?}\nagent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A failing init container is restarted with back-off; the pod stays Pending and
+    // its app container never starts.
+    let pod = hub.wait_for(&pod_path("stuck"), WAIT, |p| {
+        p["status"]["initContainerStatuses"][0]["restartCount"]
+            .as_i64()
+            .is_some_and(|n| n >= 1)
+            && p["status"]["initContainerStatuses"][0]["state"]["waiting"]["reason"]
+                == "CrashLoopBackOff"
+    });
+    assert_eq!(pod["status"]["phase"], "Pending", "{pod}");
+    assert_eq!(
+        pod["status"]["initContainerStatuses"][0]["lastState"]["terminated"]["exitCode"], 3,
+        "{pod}"
+    );
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing",
+        "{pod}"
+    );
+
+    // Under restartPolicy Never the failure is final: the pod Failed, the app never ran.
+    let pod = hub.wait_for(&pod_path("once"), WAIT, |p| {
+        p["status"]["phase"] == "Failed"
+    });
+    let s = &pod["status"]["initContainerStatuses"][0];
+    assert_eq!(s["state"]["terminated"]["exitCode"], 4, "{pod}");
+    assert_eq!(s["restartCount"], 0, "{pod}");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "PodInitializing",
+        "{pod}"
+    );
+
+    hub.skiff_ok(&["delete", "pod", "seeded", "stuck", "once"]);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = mounts_under(&state);
+        let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
+        let pods = list["items"].as_array().map_or(0, Vec::len);
+        if left.is_empty() && pods == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pods} pods, mounts left: {left:#?}\nagent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

@@ -72,7 +72,7 @@ impl Instance {
                 container_id: c.container_id.clone(),
                 started_at,
             }),
-            RunState::Exited(_) => None,
+            RunState::Exited(_) | RunState::Waiting => None,
         }
     }
 }

@@ -57,6 +57,9 @@ pub enum Action {
     StopPod { uid: String },
     /// Free a stopped pod.
     RemovePod { uid: String },
+    /// Start a container that has not run yet: the next init container, or an app
+    /// container once every init container completed.
+    StartContainer { uid: String, container: String },
     /// Start an exited container again.
     RestartContainer { uid: String, container: String },
     /// Kill a running container whose liveness or startup probe failed; it is then
@@ -144,6 +147,41 @@ pub(crate) fn restarts(policy: RestartPolicy, exit_code: i32) -> bool {
     }
 }
 
+/// Whether a failed init container runs again: unless the policy is Never (Always acts
+/// as OnFailure, since a completed init container never runs again).
+pub(crate) fn init_restarts(policy: RestartPolicy, exit_code: i32) -> bool {
+    exit_code != 0 && policy != RestartPolicy::Never
+}
+
+/// Restarts exited container `c` once its crash-loop back-off has passed, and records a
+/// back-off reset after a long enough run.
+fn restart_when_due(
+    actions: &mut Vec<Action>,
+    observed: &Observed,
+    uid: &str,
+    c: &ObservedContainer,
+    exit: &Exit,
+) {
+    let key = (uid.to_string(), c.name.clone());
+    let reset_at = observed.backoff_resets.get(&key).copied();
+    let streak = crash_streak(c, exit, reset_at);
+    if streak == 0 && c.restart_count > 0 && reset_at != Some(c.restart_count) {
+        actions.push(Action::ResetBackoff {
+            uid: uid.to_string(),
+            container: c.name.clone(),
+            restart_count: c.restart_count,
+        });
+    }
+    let due =
+        exit.finished_at + chrono::Duration::from_std(restart_delay(streak)).expect("delay fits");
+    if observed.now >= due {
+        actions.push(Action::RestartContainer {
+            uid: uid.to_string(),
+            container: c.name.clone(),
+        });
+    }
+}
+
 pub(crate) fn policy(pod: &Pod) -> RestartPolicy {
     pod.spec.restart_policy.unwrap_or(RestartPolicy::Always)
 }
@@ -186,29 +224,39 @@ pub fn reconcile(desired: &Desired, observed: &Observed) -> Vec<Action> {
             continue;
         }
         let policy = policy(&want.pod);
+        // Init containers, in order: the first that has not completed is the one to
+        // start, wait for, or restart; app containers start only after all completed.
+        let mut initialized = true;
+        for c in &have.init_containers {
+            match c.state {
+                RunState::Exited(exit) if exit.exit_code == 0 => continue,
+                RunState::Waiting => actions.push(Action::StartContainer {
+                    uid: uid.clone(),
+                    container: c.name.clone(),
+                }),
+                RunState::Exited(exit) => {
+                    if init_restarts(policy, exit.exit_code) {
+                        restart_when_due(&mut actions, observed, uid, c, &exit);
+                    }
+                }
+                RunState::Running { .. } => {}
+            }
+            initialized = false;
+            break;
+        }
         for c in &have.containers {
             match c.state {
+                RunState::Waiting => {
+                    if initialized {
+                        actions.push(Action::StartContainer {
+                            uid: uid.clone(),
+                            container: c.name.clone(),
+                        });
+                    }
+                }
                 RunState::Exited(exit) => {
-                    if !restarts(policy, exit.exit_code) {
-                        continue;
-                    }
-                    let key = (uid.clone(), c.name.clone());
-                    let reset_at = observed.backoff_resets.get(&key).copied();
-                    let streak = crash_streak(c, &exit, reset_at);
-                    if streak == 0 && c.restart_count > 0 && reset_at != Some(c.restart_count) {
-                        actions.push(Action::ResetBackoff {
-                            uid: uid.clone(),
-                            container: c.name.clone(),
-                            restart_count: c.restart_count,
-                        });
-                    }
-                    let due = exit.finished_at
-                        + chrono::Duration::from_std(restart_delay(streak)).expect("delay fits");
-                    if observed.now >= due {
-                        actions.push(Action::RestartContainer {
-                            uid: uid.clone(),
-                            container: c.name.clone(),
-                        });
+                    if restarts(policy, exit.exit_code) {
+                        restart_when_due(&mut actions, observed, uid, c, &exit);
                     }
                 }
                 RunState::Running { .. } => {

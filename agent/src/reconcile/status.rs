@@ -10,7 +10,7 @@ use skiff_api::resources::{
     ContainerStateWaiting, ContainerStatus, Pod, PodCondition, PodIp, PodPhase, PodStatus,
 };
 
-use super::{policy, restarts};
+use super::{init_restarts, policy, restarts};
 use crate::probe::{Health, ProbeResults};
 use crate::runtime::{Exit, ExitReason, ObservedContainer, ObservedPod, RunState};
 
@@ -36,6 +36,15 @@ fn terminated(e: &Exit, container_id: &str) -> ContainerStateTerminated {
 
 fn container_status(c: &ObservedContainer, will_restart: bool, health: &Health) -> ContainerStatus {
     let state = match c.state {
+        // Not started yet: its pod's init containers have not all completed (or, for an
+        // init container, those before it).
+        RunState::Waiting => ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("PodInitializing".into()),
+                message: None,
+            }),
+            ..ContainerState::default()
+        },
         RunState::Running { started_at } => ContainerState {
             running: Some(ContainerStateRunning {
                 started_at: Some(Time::from_datetime(started_at)),
@@ -95,8 +104,16 @@ pub fn pod_status(
     };
     let will_restart = |c: &ObservedContainer| match c.state {
         RunState::Exited(e) => restarts(policy, e.exit_code),
-        RunState::Running { .. } => false,
+        RunState::Running { .. } | RunState::Waiting => false,
     };
+    let init_completed =
+        |c: &ObservedContainer| matches!(c.state, RunState::Exited(e) if e.exit_code == 0);
+    let initialized = have.init_containers.iter().all(init_completed);
+    // An init container that failed and will not run again (restartPolicy Never) fails
+    // the pod.
+    let init_failed = have.init_containers.iter().any(
+        |c| matches!(c.state, RunState::Exited(e) if e.exit_code != 0 && !init_restarts(policy, e.exit_code)),
+    );
     let containers: Vec<ContainerStatus> = have
         .containers
         .iter()
@@ -113,14 +130,23 @@ pub fn pod_status(
                 ready: running,
                 kill: None,
             };
-            container_status(c, false, &health)
+            let will_restart = match c.state {
+                RunState::Exited(e) => init_restarts(policy, e.exit_code),
+                _ => false,
+            };
+            container_status(c, will_restart, &health)
         })
         .collect();
     let any_active = have
         .containers
         .iter()
         .any(|c| matches!(c.state, RunState::Running { .. }) || will_restart(c));
-    let phase = if have.containers.is_empty() || any_active {
+    let waiting = |c: &ObservedContainer| c.state == RunState::Waiting;
+    let phase = if init_failed {
+        PodPhase::Failed
+    } else if !initialized || (have.containers.iter().any(waiting) && !any_active) {
+        PodPhase::Pending
+    } else if have.containers.is_empty() || any_active || have.containers.iter().any(waiting) {
         PodPhase::Running
     } else if have
         .containers
@@ -157,7 +183,7 @@ pub fn pod_status(
         phase: Some(phase),
         conditions: vec![
             condition("PodScheduled", true, None),
-            condition("Initialized", true, None),
+            condition("Initialized", initialized, Some("ContainersNotInitialized")),
             condition("ContainersReady", all_ready, Some("ContainersNotReady")),
             condition("Ready", all_ready, Some("ContainersNotReady")),
         ],

@@ -102,6 +102,7 @@ fn summary(actions: &[Action]) -> Vec<String> {
             Action::StartPod { uid } => format!("start {uid}"),
             Action::StopPod { uid } => format!("stop {uid}"),
             Action::RemovePod { uid } => format!("remove {uid}"),
+            Action::StartContainer { uid, container } => format!("start {uid}/{container}"),
             Action::RestartContainer { uid, container } => format!("restart {uid}/{container}"),
             Action::ReportStatus { uid, status, .. } => {
                 format!("report {uid} {}", status.phase.unwrap())
@@ -562,4 +563,165 @@ fn a_readiness_flip_is_reported_again() {
     o.now = t(30);
     let flipped = reconcile(&d, &o);
     assert_eq!(ready_of(&flipped), (true, "True".into(), "True".into()));
+}
+
+/// A pod with init containers `setup` then `migrate`, observed with the init containers
+/// and the app container in the given states.
+fn initializing(
+    policy: Option<RestartPolicy>,
+    setup: RunState,
+    migrate: RunState,
+    main: RunState,
+    restarts: i32,
+) -> (Pod, ObservedPod) {
+    let mut p = pod("i", "app:1", policy);
+    p.spec.init_containers = ["setup", "migrate"]
+        .iter()
+        .map(|n| Container {
+            name: n.to_string(),
+            image: "tools:1".into(),
+            ..Container::default()
+        })
+        .collect();
+    let mut o = running(&p, 5);
+    o.init_containers = [("setup", setup), ("migrate", migrate)]
+        .into_iter()
+        .map(|(name, state)| ObservedContainer {
+            name: name.into(),
+            image: "tools:1".into(),
+            container_id: format!("sim://{name}"),
+            restart_count: restarts,
+            state,
+            last_exit: None,
+        })
+        .collect();
+    o.containers[0].state = main;
+    (p, o)
+}
+
+fn done(code: i32, finished: i64) -> RunState {
+    RunState::Exited(Exit {
+        exit_code: code,
+        started_at: t(0),
+        finished_at: t(finished),
+        reason: ExitReason::Plain,
+    })
+}
+
+/// Name, restart policy, states of (setup, migrate, main), restarts, now, actions.
+type InitCase = (
+    &'static str,
+    Option<RestartPolicy>,
+    [RunState; 3],
+    i32,
+    i64,
+    Vec<&'static str>,
+);
+
+#[test]
+fn init_containers_run_in_order_and_gate_the_app_containers() {
+    let up = RunState::Running { started_at: t(0) };
+    let w = RunState::Waiting;
+    let never = Some(RestartPolicy::Never);
+    let cases: Vec<InitCase> = vec![
+        (
+            "first init running: wait, Pending",
+            None,
+            [up, w, w],
+            0,
+            1,
+            vec!["report i Pending"],
+        ),
+        (
+            "first completed: the second starts",
+            None,
+            [done(0, 1), w, w],
+            0,
+            2,
+            vec!["start i/migrate", "report i Pending"],
+        ),
+        (
+            "all completed: the app container starts",
+            None,
+            [done(0, 1), done(0, 2), w],
+            0,
+            3,
+            vec!["start i/main", "report i Pending"],
+        ),
+        (
+            "initialized and running: Running",
+            None,
+            [done(0, 1), done(0, 2), up],
+            0,
+            3,
+            vec!["report i Running"],
+        ),
+        (
+            "a failed init container restarts (Always acts as OnFailure), the app waits",
+            None,
+            [done(0, 1), done(3, 2), w],
+            0,
+            2,
+            vec!["restart i/migrate", "report i Pending"],
+        ),
+        (
+            "a crash-looping init container waits out its back-off",
+            None,
+            [done(0, 1), done(3, 100), w],
+            3,
+            120,
+            vec!["report i Pending"],
+        ),
+        (
+            "back-off passed: restarted",
+            None,
+            [done(0, 1), done(3, 100), w],
+            3,
+            140,
+            vec!["restart i/migrate", "report i Pending"],
+        ),
+        (
+            "Never: a failed init container fails the pod, the app never starts",
+            never,
+            [done(1, 1), w, w],
+            0,
+            2,
+            vec!["report i Failed"],
+        ),
+    ];
+    for (name, policy, [setup, migrate, main], restarts, now, want) in cases {
+        let (p, o) = initializing(policy, setup, migrate, main, restarts);
+        let got = summary(&reconcile(&desired(&[(&p, 5)]), &observed(vec![o], now)));
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+#[test]
+fn initializing_status_names_why_containers_wait() {
+    let (p, o) = initializing(None, done(0, 1), done(3, 2), RunState::Waiting, 1);
+    let status = pod_status(&p, &o, None, None, &ProbeResults::default(), t(3));
+    assert_eq!(status.phase, Some(PodPhase::Pending));
+    let init = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Initialized")
+        .unwrap();
+    assert_eq!(init.status, skiff_api::resources::ConditionStatus::False);
+    assert_eq!(init.reason.as_deref(), Some("ContainersNotInitialized"));
+    let setup = &status.init_container_statuses[0];
+    assert_eq!(
+        setup.state.terminated.as_ref().unwrap().reason.as_deref(),
+        Some("Completed")
+    );
+    let migrate = &status.init_container_statuses[1];
+    assert_eq!(
+        migrate.state.waiting.as_ref().unwrap().reason.as_deref(),
+        Some("CrashLoopBackOff")
+    );
+    assert_eq!(migrate.last_state.terminated.as_ref().unwrap().exit_code, 3);
+    let main = &status.container_statuses[0];
+    assert_eq!(
+        main.state.waiting.as_ref().unwrap().reason.as_deref(),
+        Some("PodInitializing")
+    );
 }

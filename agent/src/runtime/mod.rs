@@ -78,8 +78,18 @@ pub trait ExecProcess: Send + std::fmt::Debug {
 /// Runs pods. Implementations keep their own records so that pods outlive the agent
 /// process: a restarted agent lists them and adopts them instead of starting them again.
 pub trait ContainerRuntime: Send + Sync + std::fmt::Debug {
-    /// Creates the sandbox and starts every container. Replaces any pod with this uid.
+    /// Creates the sandbox and every container, and starts the first init container, or
+    /// every container when there are none; the rest wait for
+    /// [`ContainerRuntime::start_container`]. Replaces any pod with this uid.
     fn start_pod(&self, pod: PodToStart<'_>) -> Result<(), RuntimeError>;
+    /// Starts a container of the pod that has not run yet ([`RunState::Waiting`]): the
+    /// next init container, or the app containers once every init container completed.
+    fn start_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
+        let _ = (uid, container);
+        Err(RuntimeError::Unsupported {
+            what: "start a waiting container",
+        })
+    }
     /// Stops every container; the pod stays listed, terminated, until removed.
     fn stop_pod(&self, uid: &str) -> Result<(), RuntimeError>;
     /// Forgets a stopped pod and frees its sandbox.
@@ -153,7 +163,12 @@ pub struct ObservedContainer {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", tag = "state")]
 pub enum RunState {
-    Running { started_at: DateTime<Utc> },
+    /// Created with its pod but not started yet: an init container whose turn has not
+    /// come, or an app container waiting for the init containers to complete.
+    Waiting,
+    Running {
+        started_at: DateTime<Utc>,
+    },
     Exited(Exit),
 }
 

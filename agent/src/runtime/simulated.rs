@@ -249,7 +249,7 @@ impl ContainerRuntime for SimulatedRuntime {
                 })?;
             let last = match c.state {
                 RunState::Exited(e) => Some(e),
-                RunState::Running { .. } => c.last_exit,
+                RunState::Running { .. } | RunState::Waiting => c.last_exit,
             };
             let spec = Container {
                 name: c.name.clone(),

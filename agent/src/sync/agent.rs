@@ -414,6 +414,10 @@ impl Loop {
                         work.entry(uid).or_default().push(Work::Remove);
                     }
                 }
+                Action::StartContainer { uid, container } => work
+                    .entry(uid)
+                    .or_default()
+                    .push(Work::StartContainer(container)),
                 Action::RestartContainer { uid, container } => work
                     .entry(uid)
                     .or_default()
@@ -499,6 +503,7 @@ fn action_uid(a: &Action) -> &str {
         Action::StartPod { uid }
         | Action::StopPod { uid }
         | Action::RemovePod { uid }
+        | Action::StartContainer { uid, .. }
         | Action::RestartContainer { uid, .. }
         | Action::KillContainer { uid, .. }
         | Action::ResetBackoff { uid, .. }

@@ -25,6 +25,9 @@ pub(crate) enum Work {
     Start(Box<DesiredPod>),
     Stop,
     Remove,
+    /// Start a container that has not run yet (the next init container, or the app
+    /// containers after the init containers).
+    StartContainer(String),
     RestartContainer(String),
     /// A probe found the container dead: kill it (it then restarts under its policy).
     KillContainer {
@@ -226,6 +229,23 @@ impl Task {
                     false
                 }
             },
+            Work::StartContainer(container) => {
+                let c = container.clone();
+                match blocking(move || rt.start_container(&uid, &c)).await {
+                    Ok(Ok(())) => {
+                        info!(pod = %self.uid, container = %container, "started container");
+                        true
+                    }
+                    Ok(Err(e)) => {
+                        error!(container = %container, error = %e, "cannot start container");
+                        false
+                    }
+                    Err(e) => {
+                        error!(container = %container, error = %e, "starting panicked");
+                        false
+                    }
+                }
+            }
             Work::RestartContainer(container) => {
                 let c = container.clone();
                 match blocking(move || rt.restart_container(&uid, &c)).await {

@@ -331,6 +331,7 @@ fn prober_table() {
             started_at: match pods["u"].containers[0].state {
                 RunState::Running { started_at } => started_at,
                 RunState::Exited(e) => e.started_at,
+                RunState::Waiting => unreachable!("the table never leaves a container waiting"),
             },
         };
         for (i, step) in steps.iter().enumerate() {

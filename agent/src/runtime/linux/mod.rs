@@ -232,7 +232,7 @@ impl Inner {
             let running_since =
                 observed_mut(&mut rec.observed, &name).and_then(|c| match c.state {
                     RunState::Running { started_at } => Some(started_at),
-                    RunState::Exited(_) => None,
+                    RunState::Exited(_) | RunState::Waiting => None,
                 });
             let Some(started_at) = running_since else {
                 continue;
@@ -678,12 +678,7 @@ impl LinuxRuntime {
             image: c.image.clone(),
             container_id: String::new(),
             restart_count: 0,
-            state: RunState::Exited(Exit {
-                exit_code: 0,
-                started_at: Utc::now(),
-                finished_at: Utc::now(),
-                reason: ExitReason::Unknown,
-            }),
+            state: RunState::Waiting,
             last_exit: None,
         };
         let mut observed = ObservedPod {
@@ -869,42 +864,42 @@ impl ContainerRuntime for LinuxRuntime {
                 pidfds: BTreeMap::new(),
             },
         );
-        // Init containers run one after another, each to completion.
+        // Init containers run one after another, each to completion: the first starts
+        // now, the next when the reconciler sees this one completed (and restarts a
+        // failed one with back-off); app containers start once all have completed.
         let spec: &Pod = pod.pod;
-        for c in &spec.spec.init_containers {
-            self.inner.launch(uid, &c.name)?;
-            self.inner.wait_exited(
-                uid,
-                std::slice::from_ref(&c.name),
-                Instant::now() + Duration::from_secs(24 * 3600),
-            );
-            let code = {
-                let pods = self.inner.lock();
-                pods.get(uid)
-                    .and_then(|p| {
-                        p.rec
-                            .observed
-                            .init_containers
-                            .iter()
-                            .find(|o| o.name == c.name)
-                            .cloned()
-                    })
-                    .map(|o| match o.state {
-                        RunState::Exited(e) => e.exit_code,
-                        RunState::Running { .. } => -1,
-                    })
-            };
-            if code != Some(0) {
+        match spec.spec.init_containers.first() {
+            Some(first) => self.inner.launch(uid, &first.name)?,
+            None => {
+                for c in &spec.spec.containers {
+                    self.inner.launch(uid, &c.name)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {
+        {
+            let mut pods = self.inner.lock();
+            let p = pods.get_mut(uid).ok_or_else(|| RuntimeError::NoSuchPod {
+                uid: uid.to_string(),
+            })?;
+            let waiting = observed_mut(&mut p.rec.observed, container)
+                .ok_or_else(|| RuntimeError::NoSuchContainer {
+                    uid: uid.to_string(),
+                    container: container.to_string(),
+                })?
+                .state
+                == RunState::Waiting;
+            if !waiting {
                 return Err(err(
                     uid,
-                    format!("init container {} failed (exit {code:?})", c.name),
+                    format!("container {container} has started already"),
                 ));
             }
         }
-        for c in &spec.spec.containers {
-            self.inner.launch(uid, &c.name)?;
-        }
-        Ok(())
+        self.inner.launch(uid, container)
     }
 
     fn stop_pod(&self, uid: &str) -> Result<(), RuntimeError> {
