@@ -118,7 +118,7 @@ fn one_broker(nodes: usize, broker: Broker, rounds: usize) -> Result<Figures> {
 }
 
 /// Follows `GET /api/v1/pods?watch=true`; records when each pod is first seen Running.
-fn watch_running(hub: &Hub) -> Result<Arc<Mutex<HashMap<String, Instant>>>> {
+pub(crate) fn watch_running(hub: &Hub) -> Result<Arc<Mutex<HashMap<String, Instant>>>> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .build()

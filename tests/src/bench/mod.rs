@@ -10,6 +10,7 @@
 pub(crate) mod agent_rss;
 pub(crate) mod fanout;
 pub(crate) mod lifecycle;
+pub(crate) mod pods;
 pub(crate) mod scale;
 pub(crate) mod storm;
 
@@ -466,7 +467,9 @@ impl Agents {
                     "RUST_LOG",
                     "warn,skiff_agent::sync::agent=info,skiff_agent::sync::link=warn",
                 )
-                .env("NO_COLOR", "1");
+                .env("NO_COLOR", "1")
+                // Agents here never run real containers, one alone included.
+                .env("SKIFF_AGENT_RUNTIME", "simulated");
             if n > 1 {
                 cmd.args(["--simulate", &count.to_string()]);
             }

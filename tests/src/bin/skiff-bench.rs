@@ -76,6 +76,11 @@ fn main() -> Result<()> {
         "storm" => bench::storm::run(opt("--agents", 5_000)?, opt("--rounds", 3)?),
         "agent-rss" => bench::agent_rss::run(opt("--rounds", 3)?, seconds("--settle", 10)?),
         "lifecycle" => bench::lifecycle::run(opt("--runs", 100)?),
+        "pods" => bench::pods::run(
+            opt("--pods", 200)?,
+            opt("--rounds", 3)?,
+            seconds("--settle", 10)?,
+        ),
         _ => bail!(
             "usage: skiff-bench hub-writes [--pods N] [--clients N] [--rounds N]\n\
              \x20      skiff-bench fanout [--nodes 1000] [--broker embedded|mosquitto|both] [--rounds 3]\n\
@@ -83,6 +88,7 @@ fn main() -> Result<()> {
              \x20      skiff-bench storm [--agents 5000] [--rounds 3]\n\
              \x20      skiff-bench agent-rss [--rounds 3] [--settle 10s]\n\
              \x20      skiff-bench lifecycle [--runs 100]\n\
+             \x20      skiff-bench pods [--pods 200] [--rounds 3] [--settle 10s]\n\
              (run from the workspace root after `cargo build --release --workspace --bins`)"
         ),
     }
