@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use skiff_agent::node::HostPaths;
 use skiff_agent::probe::{
     Check, MAX_EXEC_OUTPUT, Outcome, ProbeKind, ProbeManager, ProbeResult, attempt, exec, http_get,
-    run_in_netns, tcp,
+    https_get, run_in_netns, tcp,
 };
 use skiff_agent::reconcile::{Action, Desired, DesiredPod, Observed, reconcile, spec_hash};
 use skiff_agent::runtime::{
@@ -196,6 +196,61 @@ fn http_get_and_tcp_fail_on_a_closed_port() {
     assert!(m.contains("refused"), "{m}");
     let m = failure(tcp("no-such-host.invalid", port, SECOND));
     assert!(m.contains("no-such-host.invalid"), "{m}");
+}
+
+#[test]
+fn https_get_speaks_tls_without_verifying_the_certificate() {
+    // A real TLS server: `openssl s_server -www` answers any GET with 200, over a
+    // self-signed certificate no root trusts.
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=probe-target",
+        ])
+        .current_dir(dir.path())
+        .output()
+        .expect("openssl (Debian package openssl) is needed for the HTTPS probe test");
+    assert!(out.status.success(), "{out:?}");
+    let port = closed_port();
+    let mut server = std::process::Command::new("openssl")
+        .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
+        .args(["-cert", "cert.pem", "-key", "key.pem", "-www", "-quiet"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + 10 * SECOND;
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "openssl s_server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = https_get("127.0.0.1", port, "/healthz", &[], 5 * SECOND);
+    // Plain HTTP to a TLS port gets no HTTP answer: a failure, not a hang.
+    let plain = http_get("127.0.0.1", port, "/healthz", &[], SECOND);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(got, Outcome::Success);
+    assert!(matches!(plain, Outcome::Failure(_)), "{plain:?}");
+    // And HTTPS to a port that speaks no TLS fails with the reason.
+    let s = http_server(200);
+    let m = failure(https_get("127.0.0.1", s.port, "/", &[], SECOND));
+    assert!(m.starts_with("Get \"https://127.0.0.1:"), "{m}");
 }
 
 #[test]
@@ -426,6 +481,7 @@ async fn probes_reach_a_pod_inside_its_network_namespace() {
         port,
         path: "/healthz".into(),
         headers: vec![("X-Netns".into(), "1".into())],
+        https: false,
     };
     let got = attempt(rt.clone(), "u".into(), "main".into(), http.clone(), SECOND).await;
     assert_eq!(got, Outcome::Success);

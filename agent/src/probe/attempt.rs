@@ -45,10 +45,15 @@ pub async fn attempt(
             port,
             path,
             headers,
+            https,
         } => {
             let netns = runtime.netns_path(&uid);
             network(netns, move || {
-                http_get(&host, port, &path, &headers, timeout)
+                if https {
+                    https_get(&host, port, &path, &headers, timeout)
+                } else {
+                    http_get(&host, port, &path, &headers, timeout)
+                }
             })
             .await
         }
@@ -119,18 +124,52 @@ pub fn http_get(
     headers: &[(String, String)],
     timeout: Duration,
 ) -> Outcome {
+    get(host, port, path, headers, timeout, false)
+}
+
+/// An httpGet attempt with scheme HTTPS. As in Kubernetes, the server's certificate is
+/// not verified: the probe asks whether the container answers, not who it is.
+pub fn https_get(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Outcome {
+    get(host, port, path, headers, timeout, true)
+}
+
+fn get(
+    host: &str,
+    port: u16,
+    path: &str,
+    headers: &[(String, String)],
+    timeout: Duration,
+    https: bool,
+) -> Outcome {
     let deadline = Instant::now() + timeout;
     let request = match http::request(host, port, path, headers) {
         Ok(r) => r,
         Err(e) => return Outcome::Failure(e.to_string()),
     };
-    let url = format!("http://{host}:{port}{path}");
+    let scheme = if https { "https" } else { "http" };
+    let url = format!("{scheme}://{host}:{port}{path}");
     let run = || -> Result<u16, String> {
         let stream = connect(host, port, deadline, timeout)?;
         // A server dribbling bytes could keep each read under the timeout: wrap the
         // stream so every read gets only what is left of the deadline.
         let mut bounded = Deadline { stream, deadline };
-        http::get(&mut bounded, &request).map_err(|e| match e {
+        let got = if https {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| format!("Get {url:?}: {e}"))?;
+            let conn = rustls::ClientConnection::new(tls::unverified(), name)
+                .map_err(|e| format!("Get {url:?}: {e}"))?;
+            let mut tls = rustls::StreamOwned::new(conn, bounded);
+            http::get(&mut tls, &request)
+        } else {
+            http::get(&mut bounded, &request)
+        };
+        got.map_err(|e| match e {
             http::GetError::Io(e)
                 if matches!(
                     e.kind(),
@@ -261,5 +300,81 @@ pub fn exec(
             }
             Outcome::Failure(m)
         }
+    }
+}
+
+/// The TLS client of HTTPS probes.
+mod tls {
+    use std::sync::{Arc, OnceLock};
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+
+    /// Accepts any certificate, but still checks that the server holds its key (the
+    /// handshake signatures), so the connection is a real TLS session.
+    #[derive(Debug)]
+    struct AnyCertificate(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCertificate {
+        fn verify_server_cert(
+            &self,
+            _end_entity: &CertificateDer<'_>,
+            _intermediates: &[CertificateDer<'_>],
+            _server_name: &ServerName<'_>,
+            _ocsp_response: &[u8],
+            _now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(
+                message,
+                cert,
+                dss,
+                &self.0.signature_verification_algorithms,
+            )
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    pub(super) fn unverified() -> Arc<ClientConfig> {
+        static CONFIG: OnceLock<Arc<ClientConfig>> = OnceLock::new();
+        CONFIG
+            .get_or_init(|| {
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let config = ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .expect("ring supports the default protocol versions")
+                    .dangerous()
+                    .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+                    .with_no_client_auth();
+                Arc::new(config)
+            })
+            .clone()
     }
 }

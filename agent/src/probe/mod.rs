@@ -9,7 +9,7 @@ mod manager;
 mod netns;
 mod state;
 
-pub use attempt::{MAX_EXEC_OUTPUT, attempt, exec, http_get, tcp};
+pub use attempt::{MAX_EXEC_OUTPUT, attempt, exec, http_get, https_get, tcp};
 pub use http::{HttpError, request as http_request, status_code as http_status_code};
 pub use manager::ProbeManager;
 pub use netns::{NetnsError, run_in as run_in_netns};

@@ -116,12 +116,14 @@ pub enum Check {
         port: u16,
         path: String,
         headers: Vec<(String, String)>,
+        /// Scheme HTTPS: TLS without verifying the certificate, as in Kubernetes.
+        https: bool,
     },
     Tcp {
         host: String,
         port: u16,
     },
-    /// The spec cannot be probed (a named port no container port has, HTTPS, no
+    /// The spec cannot be probed (a named port no container port has, no
     /// handler): every attempt fails with this message.
     Invalid(String),
 }
@@ -142,9 +144,6 @@ impl Check {
             };
         }
         if let Some(h) = &p.http_get {
-            if h.scheme == Some(UriScheme::Https) {
-                return Check::Invalid("HTTPS probes are not supported".to_string());
-            }
             let port = match resolve_port(&h.port, c) {
                 Ok(p) => p,
                 Err(m) => return Check::Invalid(m),
@@ -158,6 +157,7 @@ impl Check {
                 host: host(&h.host),
                 port,
                 path,
+                https: h.scheme == Some(UriScheme::Https),
                 headers: h
                     .http_headers
                     .iter()

@@ -443,6 +443,7 @@ fn checks_resolve_ports_hosts_and_paths() {
                 port: 8080,
                 path: "/".into(),
                 headers: vec![("X-Probe".into(), "1".into())],
+                https: false,
             },
         ),
         (
@@ -454,6 +455,7 @@ fn checks_resolve_ports_hosts_and_paths() {
                 port: 81,
                 path: "/healthz".into(),
                 headers: vec![("X-Probe".into(), "1".into())],
+                https: false,
             },
         ),
         (
@@ -509,8 +511,14 @@ fn checks_resolve_ports_hosts_and_paths() {
                 p.http_get.as_mut().unwrap().scheme = Some(UriScheme::Https);
                 p
             },
-            None,
-            Check::Invalid("HTTPS probes are not supported".into()),
+            Some("10.244.0.9"),
+            Check::Http {
+                host: "10.244.0.9".into(),
+                port: 443,
+                path: "/".into(),
+                headers: vec![("X-Probe".into(), "1".into())],
+                https: true,
+            },
         ),
     ];
     for (name, p, pod_ip, want) in cases {
