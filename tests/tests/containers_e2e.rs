@@ -113,6 +113,15 @@ fn pods_run_real_containers_end_to_end() {
     );
     assert!(out.status.success(), "{out:?}");
     assert_eq!(text(&out), "QUIET EDGE\n");
+    // Far more input than the agent buffers, to a command that starts reading late:
+    // the input window holds the client back instead of overflowing the device.
+    let big = "0123456789abcdef".repeat(3 << 16);
+    let out = hub.skiff_stdin(
+        &["exec", "-i", "hello", "--", "sh", "-c", "sleep 2; wc -c"],
+        &big,
+    );
+    assert!(out.status.success(), "{out:?}\nagent log:\n{}", agent.log());
+    assert_eq!(text(&out).trim(), big.len().to_string());
 
     // An image the hub does not have: the pod shows why, with an event.
     hub.skiff_ok(&["run", "broken", "--image", "nosuch:1"]);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use nix::fcntl::OFlag;
 use skiff_api::protocol::stream::{CHUNK_SIZE, Fd};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use super::Input;
@@ -43,13 +43,23 @@ fn pump_out(fd: Fd, read: OwnedFd, tx: mpsc::Sender<(Fd, Vec<u8>)>) {
     });
 }
 
-/// Writes input into the command's standard input until `eof` or the session ends.
-fn pump_in(write: OwnedFd, mut input: mpsc::Receiver<Input>) {
+/// Writes input into the command's standard input until `eof` or the session ends,
+/// counting in `taken` the pieces handed over. Once the command stops reading (its end
+/// of the pipe closed), later pieces are taken and dropped, so the client is not left
+/// waiting on a window that never opens.
+fn pump_in(write: OwnedFd, mut input: mpsc::Receiver<Input>, taken: watch::Sender<u64>) {
     std::thread::spawn(move || {
-        let mut f = File::from(write);
+        let mut f = Some(File::from(write));
         while let Some(piece) = input.blocking_recv() {
-            if f.write_all(&piece.data).is_err() || piece.eof {
-                return;
+            if let Some(w) = f.as_mut()
+                && w.write_all(&piece.data).is_err()
+            {
+                f = None;
+            }
+            taken.send_modify(|t| *t += 1);
+            if piece.eof {
+                // Dropping the pipe is the command's end-of-file.
+                f = None;
             }
         }
     });
@@ -113,7 +123,17 @@ pub(crate) async fn serve(
             return;
         }
     };
-    if let Err(e) = out.accept().await {
+    // The input window is announced before the session is accepted, so the hub knows
+    // it before it sends any input.
+    let has_input = input.is_some();
+    let started = async {
+        if has_input {
+            out.input_taken(0).await?;
+        }
+        out.accept().await
+    }
+    .await;
+    if let Err(e) = started {
         let _ = proc.kill();
         out.end(None, Some(e.to_string())).await;
         return;
@@ -121,13 +141,22 @@ pub(crate) async fn serve(
     let (tx, mut rx) = mpsc::channel(4);
     pump_out(Fd::Stdout, out_r, tx.clone());
     pump_out(Fd::Stderr, err_r, tx);
+    let (taken_tx, mut taken) = watch::channel(0u64);
     if let (Some(w), Some(input)) = (stdin_w, input) {
-        pump_in(w, input);
+        pump_in(w, input, taken_tx);
     }
     let mut failed: Option<OutError> = None;
     loop {
         let piece = tokio::select! {
             p = rx.recv() => p,
+            Ok(()) = taken.changed(), if has_input => {
+                let n = *taken.borrow_and_update();
+                if let Err(e) = out.input_taken(n).await {
+                    failed = Some(e);
+                    break;
+                }
+                continue;
+            }
             () = out.closed() => {
                 failed = Some(OutError::Closed);
                 None

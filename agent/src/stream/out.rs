@@ -72,6 +72,18 @@ impl Out {
         self.piece(Fd::Stdout, &[]).await
     }
 
+    /// Tells the hub the command was handed the input pieces below `taken` (the input
+    /// window: the hub sends at most [`WINDOW`] pieces beyond it). Not counted as a chunk.
+    pub(crate) async fn input_taken(&mut self, taken: u64) -> Result<(), OutError> {
+        let msg = Up::StreamInputAck {
+            v: SCHEMA_VERSION,
+            seq: self.seq.next(),
+            session: self.session,
+            taken,
+        };
+        self.publish(&msg).await
+    }
+
     /// Sends `data` as one or more chunks.
     pub(crate) async fn data(&mut self, fd: Fd, data: &[u8]) -> Result<(), OutError> {
         for piece in data.chunks(CHUNK_SIZE) {

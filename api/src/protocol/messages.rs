@@ -133,6 +133,17 @@ pub enum Up {
         #[serde(with = "bytes")]
         data: Vec<u8>,
     },
+    /// Standard input flow control of an exec session: the agent has handed the command
+    /// the `streamInput` pieces numbered below `taken`. An agent that sends this (the
+    /// first, with `taken` 0, before it accepts the session) gets at most
+    /// [`super::stream::WINDOW`] pieces beyond `taken` in flight; the hub sends input
+    /// only after the session was accepted.
+    StreamInputAck {
+        v: u16,
+        seq: u64,
+        session: u64,
+        taken: u64,
+    },
     /// The last piece of a session: the command's exit code, or why the stream ended
     /// early or could not start.
     StreamEnd {
@@ -181,6 +192,7 @@ impl Versioned for Up {
             | Up::NodeStatus { v, .. }
             | Up::PodEvent { v, .. }
             | Up::StreamData { v, .. }
+            | Up::StreamInputAck { v, .. }
             | Up::StreamEnd { v, .. } => *v,
         }
     }
@@ -202,13 +214,17 @@ impl Up {
             | Up::NodeStatus { seq, .. }
             | Up::PodEvent { seq, .. }
             | Up::StreamData { seq, .. }
+            | Up::StreamInputAck { seq, .. }
             | Up::StreamEnd { seq, .. } => *seq,
         }
     }
 
     /// Stream session output: ordered per session by `chunk`, not by `seq`.
     pub fn is_stream(&self) -> bool {
-        matches!(self, Up::StreamData { .. } | Up::StreamEnd { .. })
+        matches!(
+            self,
+            Up::StreamData { .. } | Up::StreamInputAck { .. } | Up::StreamEnd { .. }
+        )
     }
 }
 

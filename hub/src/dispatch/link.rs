@@ -364,7 +364,9 @@ impl HubLink {
                 }
                 self.counters.accept();
             }
-            Opened::Up(up @ (Up::StreamData { .. } | Up::StreamEnd { .. })) => {
+            Opened::Up(
+                up @ (Up::StreamData { .. } | Up::StreamInputAck { .. } | Up::StreamEnd { .. }),
+            ) => {
                 self.counters.accept();
                 if let Some(streams) = &self.streams {
                     streams.incoming(&node, up);

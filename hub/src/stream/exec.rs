@@ -12,7 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use skiff_api::protocol::stream::{Fd, MAX_INPUT, StreamKind};
+use skiff_api::protocol::stream::{Fd, MAX_INPUT, StreamKind, WINDOW};
 use skiff_api::protocol::{Down, SCHEMA_VERSION};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tracing::debug;
@@ -135,9 +135,23 @@ async fn pump<IO: AsyncRead + AsyncWrite + Send>(io: IO, mut session: Session, s
     let streams: Arc<Streams> = session.streams.clone();
     let node = session.node.clone();
     let id = session.id;
+    let mut taken = session.input_taken.clone();
     let input = async {
         let mut seq = 0u64;
         loop {
+            // An agent that keeps an input window gets at most WINDOW pieces beyond what
+            // it handed the command: a command that reads slowly slows the client, and
+            // nothing piles up on the device. (The session was accepted before this
+            // runs, and the agent announces its window before it accepts.)
+            let windowed = taken.borrow().is_some();
+            if windowed
+                && taken
+                    .wait_for(|t| t.is_none_or(|t| seq < t + WINDOW))
+                    .await
+                    .is_err()
+            {
+                return Ok(());
+            }
             let (channel, data) = read_frame(&mut rd, MAX_INPUT).await?;
             let eof = match channel {
                 STDIN => false,

@@ -236,7 +236,7 @@ pub(super) async fn open_session(
     t: &Target,
     kind: StreamKind,
 ) -> Result<Session, Refusal> {
-    let (id, rx) = streams.open(&t.node).map_err(|e| {
+    let (id, rx, input_taken) = streams.open(&t.node).map_err(|e| {
         Refusal::new(
             StatusCode::TOO_MANY_REQUESTS,
             "TooManyRequests",
@@ -251,6 +251,7 @@ pub(super) async fn open_session(
         taken: 0,
         acked: 0,
         ended: false,
+        input_taken,
     };
     let open = Down::StreamOpen {
         v: SCHEMA_VERSION,

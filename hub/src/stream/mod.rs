@@ -20,7 +20,7 @@ use std::time::Duration;
 use rand::RngCore;
 use skiff_api::protocol::stream::WINDOW;
 use skiff_api::protocol::{Down, SCHEMA_VERSION, TopicKind, Up, encode, topic};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
 use crate::dispatch::Dispatcher;
@@ -77,6 +77,15 @@ impl Streams {
 
     /// Takes stream output `node` sent (already opened with its key). Never blocks.
     pub fn incoming(&self, node: &str, up: Up) {
+        if let Up::StreamInputAck { session, taken, .. } = up {
+            let outcome = self
+                .registry
+                .lock()
+                .expect("stream registry lock")
+                .input_taken(node, session, taken);
+            self.count(node, session, taken, outcome);
+            return;
+        }
         let (session, chunk, event) = match up {
             Up::StreamData {
                 session,
@@ -99,6 +108,10 @@ impl Streams {
             .lock()
             .expect("stream registry lock")
             .incoming(node, session, chunk, event);
+        self.count(node, session, chunk, outcome);
+    }
+
+    fn count(&self, node: &str, session: u64, chunk: u64, outcome: Outcome) {
         let c = &self.counters;
         match outcome {
             Outcome::Delivered(_) => {}
@@ -126,7 +139,7 @@ impl Streams {
         }
     }
 
-    fn open(&self, node: &str) -> Result<(u64, mpsc::Receiver<Event>), registry::OpenError> {
+    fn open(&self, node: &str) -> Result<registry::Opened, registry::OpenError> {
         self.registry
             .lock()
             .expect("stream registry lock")
@@ -180,6 +193,8 @@ struct Session {
     taken: u64,
     acked: u64,
     ended: bool,
+    /// The agent's standard input window (see `Up::StreamInputAck`).
+    input_taken: watch::Receiver<Option<u64>>,
 }
 
 impl Session {

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use skiff_api::protocol::stream::{Fd, Reorder, ReorderError, WINDOW};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// One piece of a session's output, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,7 +38,13 @@ struct Session {
     node: String,
     order: Reorder<Event>,
     tx: mpsc::Sender<Event>,
+    /// The standard input pieces the agent has taken (`None`: it keeps no input window).
+    input_taken: watch::Sender<Option<u64>>,
 }
+
+/// The receiving ends of an open session: its output in order, and how much of its input
+/// the agent has taken.
+pub(crate) type Opened = (u64, mpsc::Receiver<Event>, watch::Receiver<Option<u64>>);
 
 /// Why a session could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -54,11 +60,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     /// Opens a session on `node` with a fresh random id; the receiver gets its pieces.
-    pub(crate) fn open(
-        &mut self,
-        node: &str,
-        max_per_node: usize,
-    ) -> Result<(u64, mpsc::Receiver<Event>), OpenError> {
+    pub(crate) fn open(&mut self, node: &str, max_per_node: usize) -> Result<Opened, OpenError> {
         let open = self.sessions.values().filter(|s| s.node == node).count();
         if open >= max_per_node {
             return Err(OpenError::TooMany {
@@ -72,15 +74,35 @@ impl Registry {
         }
         // Room for a full window plus the end.
         let (tx, rx) = mpsc::channel(WINDOW as usize + 1);
+        let (input_taken, taken_rx) = watch::channel(None);
         self.sessions.insert(
             id,
             Session {
                 node: node.to_string(),
                 order: Reorder::new(WINDOW + 1),
                 tx,
+                input_taken,
             },
         );
-        Ok((id, rx))
+        Ok((id, rx, taken_rx))
+    }
+
+    /// Records that `node` has taken the input pieces of `session` below `taken`.
+    pub(crate) fn input_taken(&mut self, node: &str, session: u64, taken: u64) -> Outcome {
+        let Some(s) = self.sessions.get(&session) else {
+            return Outcome::Unknown;
+        };
+        if s.node != node {
+            return Outcome::Foreign;
+        }
+        s.input_taken.send_if_modified(|t| {
+            let newer = t.is_none_or(|t| taken > t);
+            if newer {
+                *t = Some(taken);
+            }
+            newer
+        });
+        Outcome::Delivered(0)
     }
 
     /// Takes piece `chunk` of `session` from `node`.
@@ -138,7 +160,7 @@ mod tests {
     #[test]
     fn pieces_arrive_in_order_only_from_the_owner() {
         let mut r = Registry::default();
-        let (id, mut rx) = r.open("a", 2).unwrap();
+        let (id, mut rx, _) = r.open("a", 2).unwrap();
         assert_eq!(r.incoming("b", id, 0, data("evil")), Outcome::Foreign);
         assert_eq!(r.incoming("a", id + 1, 0, data("x")), Outcome::Unknown);
         assert_eq!(r.incoming("a", id, 1, data("two")), Outcome::Delivered(0));
@@ -160,19 +182,19 @@ mod tests {
     #[test]
     fn sessions_per_node_are_capped_and_the_window_enforced() {
         let mut r = Registry::default();
-        let (a1, _rx1) = r.open("a", 2).unwrap();
-        let (_a2, _rx2) = r.open("a", 2).unwrap();
+        let (a1, _rx1, _) = r.open("a", 2).unwrap();
+        let (_a2, _rx2, _) = r.open("a", 2).unwrap();
         assert!(matches!(r.open("a", 2), Err(OpenError::TooMany { .. })));
         assert!(r.open("b", 2).is_ok());
         r.remove(a1);
-        let (a3, _rx3) = r.open("a", 2).unwrap();
+        let (a3, _rx3, _) = r.open("a", 2).unwrap();
         assert_eq!(
             r.incoming("a", a3, WINDOW + 1, data("far")),
             Outcome::Violation
         );
         assert_eq!(r.incoming("a", a3, 0, data("x")), Outcome::Unknown);
         // An agent sending more than the window without acks overflows the channel.
-        let (a4, _rx4) = r.open("a", 2).unwrap();
+        let (a4, _rx4, _) = r.open("a", 2).unwrap();
         for c in 0..=WINDOW {
             assert_eq!(r.incoming("a", a4, c, data("x")), Outcome::Delivered(1));
         }
@@ -181,5 +203,28 @@ mod tests {
             Outcome::Violation
         );
         assert_eq!(r.len(), 2);
+    }
+
+    #[test]
+    fn input_windows_move_forward_only_for_the_owner() {
+        let mut r = Registry::default();
+        let (id, _rx, taken) = r.open("a", 2).unwrap();
+        assert_eq!(
+            *taken.borrow(),
+            None,
+            "no window until the agent announces one"
+        );
+        assert_eq!(r.input_taken("a", id, 0), Outcome::Delivered(0));
+        assert_eq!(*taken.borrow(), Some(0));
+        r.input_taken("a", id, 5);
+        r.input_taken("a", id, 3);
+        assert_eq!(
+            *taken.borrow(),
+            Some(5),
+            "an older ack does not move it back"
+        );
+        assert_eq!(r.input_taken("b", id, 50), Outcome::Foreign);
+        assert_eq!(*taken.borrow(), Some(5));
+        assert_eq!(r.input_taken("a", 12345, 1), Outcome::Unknown);
     }
 }
