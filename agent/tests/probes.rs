@@ -271,23 +271,36 @@ struct HostRuntime {
 }
 
 #[derive(Debug)]
-struct HostProcess(Child);
+struct HostProcess {
+    child: Mutex<Child>,
+    pid: i32,
+}
 
 impl ExecProcess for HostProcess {
-    fn wait(&mut self) -> Result<i32, RuntimeError> {
+    fn wait(&self) -> Result<i32, RuntimeError> {
         use std::os::unix::process::ExitStatusExt;
-        let status = self.0.wait().map_err(|source| RuntimeError::Io {
-            path: PathBuf::from("/proc"),
-            source,
-        })?;
+        let status = self
+            .child
+            .lock()
+            .unwrap()
+            .wait()
+            .map_err(|source| RuntimeError::Io {
+                path: PathBuf::from("/proc"),
+                source,
+            })?;
         Ok(status
             .code()
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
-    fn kill(&mut self) -> Result<(), RuntimeError> {
-        self.0.kill().map_err(|source| RuntimeError::Io {
+    fn kill(&self) -> Result<(), RuntimeError> {
+        // By pid: another thread may be blocked in `wait` holding the child.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .map_err(|e| RuntimeError::Io {
             path: PathBuf::from("/proc"),
-            source,
+            source: e.into(),
         })
     }
 }
@@ -327,7 +340,11 @@ impl ContainerRuntime for HostRuntime {
                 path: PathBuf::from(program),
                 source,
             })?;
-        Ok(Box::new(HostProcess(child)))
+        let pid = child.id() as i32;
+        Ok(Box::new(HostProcess {
+            child: Mutex::new(child),
+            pid,
+        }))
     }
     fn netns_path(&self, _uid: &str) -> Option<PathBuf> {
         self.netns.clone()

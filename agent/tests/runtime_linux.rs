@@ -204,7 +204,7 @@ fn exec(rt: &LinuxRuntime, uid: &str, name: &str, cmd: &[&str]) -> (i32, String)
     let (out_r, out_w) = nix::unistd::pipe().unwrap();
     let (err_r, err_w) = nix::unistd::pipe().unwrap();
     let command: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
-    let mut p = rt
+    let p = rt
         .exec(ExecRequest {
             uid,
             container: name,

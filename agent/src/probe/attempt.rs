@@ -239,7 +239,7 @@ pub fn exec(
         Ok(w) => w,
         Err(e) => return Outcome::Failure(format!("cannot make a pipe for the probe: {e}")),
     };
-    let mut process = match runtime.exec(ExecRequest {
+    let process: Arc<dyn crate::runtime::ExecProcess> = match runtime.exec(ExecRequest {
         uid,
         container,
         command,
@@ -247,9 +247,10 @@ pub fn exec(
         stdout: write,
         stderr,
     }) {
-        Ok(p) => p,
+        Ok(p) => Arc::from(p),
         Err(e) => return Outcome::Failure(e.to_string()),
     };
+    let deadline = Instant::now() + timeout;
     // The output is read on its own thread: its end (every writer gone) is how the
     // deadline wait learns the command finished, since `wait` itself cannot time out.
     let (tx, rx) = mpsc::channel();
@@ -276,7 +277,7 @@ pub fn exec(
         return Outcome::Failure(format!("cannot read the probe's output: {e}"));
     }
     match rx.recv_timeout(timeout) {
-        Ok(output) => match process.wait() {
+        Ok(output) => match wait_until(&process, deadline) {
             Ok(0) => Outcome::Success,
             Ok(code) => {
                 let text = String::from_utf8_lossy(&output);
@@ -376,5 +377,26 @@ mod tls {
                 Arc::new(config)
             })
             .clone()
+    }
+}
+
+/// Waits for `process` until `deadline`, then kills it (a command can close its output
+/// and run on).
+fn wait_until(
+    process: &Arc<dyn crate::runtime::ExecProcess>,
+    deadline: Instant,
+) -> Result<i32, crate::runtime::RuntimeError> {
+    let (tx, rx) = mpsc::channel();
+    let waiter = process.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(waiter.wait());
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    match rx.recv_timeout(left) {
+        Ok(code) => code,
+        Err(_) => {
+            process.kill()?;
+            rx.recv().unwrap_or(Ok(137))
+        }
     }
 }

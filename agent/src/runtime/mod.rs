@@ -67,12 +67,13 @@ pub struct ExecRequest<'a> {
     pub stderr: OwnedFd,
 }
 
-/// A process started by [`ContainerRuntime::exec`].
-pub trait ExecProcess: Send + std::fmt::Debug {
+/// A process started by [`ContainerRuntime::exec`]. Shared: one thread may block in
+/// [`ExecProcess::wait`] while another kills it.
+pub trait ExecProcess: Send + Sync + std::fmt::Debug {
     /// Blocks until the process ends and returns its exit code (128 + signal when killed).
-    fn wait(&mut self) -> Result<i32, RuntimeError>;
-    /// Kills the process (SIGKILL) without waiting.
-    fn kill(&mut self) -> Result<(), RuntimeError>;
+    fn wait(&self) -> Result<i32, RuntimeError>;
+    /// Kills the process (SIGKILL) without waiting; works while another thread waits.
+    fn kill(&self) -> Result<(), RuntimeError>;
 }
 
 /// Runs pods. Implementations keep their own records so that pods outlive the agent

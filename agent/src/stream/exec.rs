@@ -111,8 +111,8 @@ pub(crate) async fn serve(
         })
     })
     .await;
-    let mut proc: Box<dyn ExecProcess> = match started {
-        Ok(Ok(p)) => p,
+    let proc: Arc<dyn ExecProcess> = match started {
+        Ok(Ok(p)) => Arc::from(p),
         Ok(Err(e)) => {
             out.end(None, Some(e.to_string())).await;
             return;
@@ -174,8 +174,24 @@ pub(crate) async fn serve(
             warn!(error = %e, "cannot kill the command");
         }
     }
-    // Both outputs are closed (or the command was killed): it is ending.
-    let code = tokio::task::spawn_blocking(move || proc.wait()).await;
+    // Both outputs are closed (or the command was killed). A command can close them
+    // and keep running: closing the session still kills it.
+    let waiter = {
+        let proc = proc.clone();
+        tokio::task::spawn_blocking(move || proc.wait())
+    };
+    tokio::pin!(waiter);
+    let code = tokio::select! {
+        code = &mut waiter => code,
+        () = out.closed(), if failed.is_none() => {
+            debug!("the session closed while the command runs on; killing it");
+            if let Err(e) = proc.kill() {
+                warn!(error = %e, "cannot kill the command");
+            }
+            failed = Some(OutError::Closed);
+            waiter.await
+        }
+    };
     match (code, failed) {
         (Ok(Ok(code)), None | Some(OutError::Closed)) => out.end(Some(code), None).await,
         (Ok(Ok(code)), Some(e)) => out.end(Some(code), Some(e.to_string())).await,

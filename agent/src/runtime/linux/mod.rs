@@ -1039,7 +1039,13 @@ impl ContainerRuntime for LinuxRuntime {
                     format!("running {}: {e}", self.inner.cfg.helper.display()),
                 )
             })?;
-        Ok(Box::new(LinuxExec { child, pid_file }))
+        // A pidfd for the helper, so a kill racing its exit can never hit a recycled pid.
+        let helper = sys::pidfd_open(child.id() as i32).ok();
+        Ok(Box::new(LinuxExec {
+            child: Mutex::new(child),
+            helper,
+            pid_file,
+        }))
     }
 
     fn netns_path(&self, uid: &str) -> Option<PathBuf> {
@@ -1060,14 +1066,16 @@ impl ContainerRuntime for LinuxRuntime {
 /// A process started in a container: the helper waits for it and exits with its code.
 #[derive(Debug)]
 struct LinuxExec {
-    child: std::process::Child,
+    child: Mutex<std::process::Child>,
+    helper: Option<OwnedFd>,
     pid_file: PathBuf,
 }
 
 impl ExecProcess for LinuxExec {
-    fn wait(&mut self) -> Result<i32, RuntimeError> {
+    fn wait(&self) -> Result<i32, RuntimeError> {
         use std::os::unix::process::ExitStatusExt;
-        let status = self.child.wait().map_err(|source| RuntimeError::Io {
+        let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
+        let status = child.wait().map_err(|source| RuntimeError::Io {
             path: self.pid_file.clone(),
             source,
         })?;
@@ -1077,7 +1085,7 @@ impl ExecProcess for LinuxExec {
             .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
     }
 
-    fn kill(&mut self) -> Result<(), RuntimeError> {
+    fn kill(&self) -> Result<(), RuntimeError> {
         // The exec'd process is the helper's child while the helper lives, so its pid
         // cannot have been recycled yet.
         if let Some(pid) = std::fs::read_to_string(&self.pid_file)
@@ -1089,7 +1097,9 @@ impl ExecProcess for LinuxExec {
                 nix::sys::signal::Signal::SIGKILL,
             );
         }
-        let _ = self.child.kill();
+        if let Some(fd) = &self.helper {
+            let _ = sys::pidfd_send_signal(fd.as_fd(), nix::libc::SIGKILL);
+        }
         Ok(())
     }
 }
