@@ -554,11 +554,13 @@ fn stop_sends_term_then_kill_after_the_grace_period() {
         "stop",
         json!({ "terminationGracePeriodSeconds": 2, "containers": [
             ctr("stubborn", "trap 'echo got-term' TERM; echo ready; while true; do sleep 0.1; done"),
-            ctr("polite", "trap 'exit 0' TERM; while true; do sleep 0.1; done"),
+            ctr("polite", "trap 'exit 0' TERM; echo ready; while true; do sleep 0.1; done"),
         ]}),
     );
     fx.start(&rt, "uid-stop", &p);
+    // Both have their trap set (a TERM before it would be ignored by a PID 1 shell).
     wait_log(&rt, "uid-stop", "stubborn", "ready");
+    wait_log(&rt, "uid-stop", "polite", "ready");
     let t = Instant::now();
     rt.stop_pod("uid-stop").unwrap();
     let took = t.elapsed();
