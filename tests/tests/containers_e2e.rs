@@ -38,29 +38,53 @@ fn mounts_under(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn pods_run_real_containers_end_to_end() {
+/// A hub with the busybox image imported as `busybox:1`, and one joined agent with the
+/// Linux runtime. Needs root.
+fn device(node: &str) -> (Fleet, skiff_tests::Agent) {
     assert!(
         nix::unistd::Uid::effective().is_root(),
         "real containers need root: run the test suite as root (scripts/test.sh)"
     );
     let fleet = Fleet::start(BrokerKind::Embedded, &[], false);
-    let hub = &fleet.hub;
-
-    let tar = hub.scratch().join("busybox.tar");
+    let tar = fleet.hub.scratch().join("busybox.tar");
     TestImage::busybox()
         .reference("busybox:1")
         .write_oci_layout_tar(&tar)
         .expect("building the busybox image");
-    hub.skiff_ok(&[
+    fleet.hub.skiff_ok(&[
         "image",
         "import",
         tar.to_str().unwrap(),
         "--tag",
         "busybox:1",
     ]);
+    let agent = fleet.joined_agent(node, &["--runtime", "linux"]);
+    (fleet, agent)
+}
 
-    let mut agent = fleet.joined_agent("dev-1", &["--runtime", "linux"]);
+/// Waits until the hub has no pod left and no mount remains under `state`.
+fn wait_all_gone(hub: &skiff_tests::Hub, agent: &skiff_tests::Agent, state: &std::path::Path) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = mounts_under(state);
+        let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
+        let pods = list["items"].as_array().map_or(0, Vec::len);
+        if left.is_empty() && pods == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{pods} pods, mounts left: {left:#?}\nagent log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn pods_run_real_containers_end_to_end() {
+    let (fleet, mut agent) = device("dev-1");
+    let hub = &fleet.hub;
     let state = agent.state_dir().to_path_buf();
 
     // Run, and see it Running in the store as the device reports it.
@@ -216,45 +240,14 @@ fn pods_run_real_containers_end_to_end() {
 
     // Deleting frees everything the pods had: no mount is left under the state dir.
     hub.skiff_ok(&["delete", "pod", "hello", "broken"]);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = mounts_under(&state);
-        let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
-        let pods = list["items"].as_array().map_or(0, Vec::len);
-        if left.is_empty() && pods == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pods} pods, mounts left: {left:#?}\nagent log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_all_gone(hub, &agent, &state);
     agent.stop();
 }
 
 #[test]
 fn init_containers_run_in_order_and_a_failed_one_holds_the_pod() {
-    assert!(
-        nix::unistd::Uid::effective().is_root(),
-        "real containers need root: run the test suite as root (scripts/test.sh)"
-    );
-    let fleet = Fleet::start(BrokerKind::Embedded, &[], false);
+    let (fleet, agent) = device("dev-init");
     let hub = &fleet.hub;
-    let tar = hub.scratch().join("busybox.tar");
-    TestImage::busybox()
-        .reference("busybox:1")
-        .write_oci_layout_tar(&tar)
-        .expect("building the busybox image");
-    hub.skiff_ok(&[
-        "image",
-        "import",
-        tar.to_str().unwrap(),
-        "--tag",
-        "busybox:1",
-    ]);
-    let agent = fleet.joined_agent("dev-init", &["--runtime", "linux"]);
     let state = agent.state_dir().to_path_buf();
 
     let manifests = r#"
@@ -355,19 +348,5 @@ spec:
     );
 
     hub.skiff_ok(&["delete", "pod", "seeded", "stuck", "once"]);
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = mounts_under(&state);
-        let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
-        let pods = list["items"].as_array().map_or(0, Vec::len);
-        if left.is_empty() && pods == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{pods} pods, mounts left: {left:#?}\nagent log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_all_gone(hub, &agent, &state);
 }

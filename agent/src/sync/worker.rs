@@ -231,37 +231,36 @@ impl Task {
             },
             Work::StartContainer(container) => {
                 let c = container.clone();
-                match blocking(move || rt.start_container(&uid, &c)).await {
-                    Ok(Ok(())) => {
-                        info!(pod = %self.uid, container = %container, "started container");
-                        true
-                    }
-                    Ok(Err(e)) => {
-                        error!(container = %container, error = %e, "cannot start container");
-                        false
-                    }
-                    Err(e) => {
-                        error!(container = %container, error = %e, "starting panicked");
-                        false
-                    }
-                }
+                let done = blocking(move || rt.start_container(&uid, &c)).await;
+                self.container_done(&container, "started", done)
             }
             Work::RestartContainer(container) => {
                 let c = container.clone();
-                match blocking(move || rt.restart_container(&uid, &c)).await {
-                    Ok(Ok(())) => {
-                        info!(pod = %self.uid, container = %container, "restarted container");
-                        true
-                    }
-                    Ok(Err(e)) => {
-                        error!(container = %container, error = %e, "cannot restart container");
-                        false
-                    }
-                    Err(e) => {
-                        error!(container = %container, error = %e, "restarting panicked");
-                        false
-                    }
-                }
+                let done = blocking(move || rt.restart_container(&uid, &c)).await;
+                self.container_done(&container, "restarted", done)
+            }
+        }
+    }
+
+    /// Logs how starting or restarting one container went; true when it did.
+    fn container_done<E: std::fmt::Display>(
+        &self,
+        container: &str,
+        what: &str,
+        done: Result<Result<(), crate::runtime::RuntimeError>, E>,
+    ) -> bool {
+        match done {
+            Ok(Ok(())) => {
+                info!(pod = %self.uid, container = %container, "{what} container");
+                true
+            }
+            Ok(Err(e)) => {
+                error!(container = %container, error = %e, "container not {what}");
+                false
+            }
+            Err(e) => {
+                error!(container = %container, error = %e, "{what} container: the task panicked");
+                false
             }
         }
     }
