@@ -106,6 +106,7 @@ struct Round {
 }
 
 fn one_round(dir: &Path, tar: &Path, pods: usize, settle_s: u64) -> Result<Round> {
+    std::fs::create_dir_all(dir)?;
     let setup = HubSetup::new(&dir.join("hub"), None)?;
     let hub = Hub::start(&setup)?;
     import(&hub, tar)?;
