@@ -12,6 +12,8 @@ packages=(
   libseccomp-dev
   # the quick start's busybox image, built offline (scripts/busybox-image.sh)
   umoci busybox-static python3
+  # the CA bundle the agent trusts for https registries
+  ca-certificates
 )
 if [ "${1:-}" != "--build-only" ]; then
   packages+=(
@@ -21,6 +23,8 @@ if [ "${1:-}" != "--build-only" ]; then
   libseccomp-dev:arm64
   # benchmark peers and test tooling
   sqlite3 wrk procps iproute2 mosquitto skopeo runc
+  # certificates for the https registry and probe tests
+  openssl
   )
 fi
 

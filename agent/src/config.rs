@@ -130,7 +130,8 @@ pub struct Args {
     pub insecure_registries: Vec<String>,
     /// A PEM file of CA certificates to trust for https registries (repeatable). When
     /// given, these are the only roots trusted (add /etc/ssl/certs/ca-certificates.crt to
-    /// keep public registries); otherwise the Mozilla roots built into the agent are.
+    /// keep public registries); otherwise the system's bundle is ($SSL_CERT_FILE or
+    /// /etc/ssl/certs/ca-certificates.crt).
     #[arg(
         long = "registry-ca",
         env = "SKIFF_AGENT_REGISTRY_CAS",

@@ -150,6 +150,16 @@ fn image_store(
     }
     sc.registry.mirrors = cfg.registry_mirrors.clone();
     sc.registry.plain_http = cfg.insecure_registries.iter().cloned().collect();
+    if cfg.registry_cas.is_empty() {
+        sc.registry.ca_certs = crate::image::system_roots();
+        if sc.registry.ca_certs.is_empty() {
+            tracing::warn!(
+                bundle = crate::image::SYSTEM_CA_BUNDLE,
+                "no CA certificates found: https registries will fail until the bundle is \
+                 installed or --registry-ca is given"
+            );
+        }
+    }
     for path in &cfg.registry_cas {
         let certs = crate::image::load_ca_file(path).map_err(|message| RunError::RegistryCa {
             path: path.clone(),

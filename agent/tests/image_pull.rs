@@ -1164,10 +1164,17 @@ fn pulls_over_https_trusting_the_configured_ca_and_refuses_an_unknown_issuer() {
         "the blobs came through the https front"
     );
 
-    // With the built-in public roots only, the test CA is unknown: a clear fetch error
-    // naming the certificate problem, and nothing stored.
+    // With the system's roots only, the test CA is unknown: a clear fetch error naming
+    // the certificate problem, and nothing stored.
     let tmp = tempfile::tempdir().unwrap();
-    let s = OciImageStore::open(OciStoreConfig::new(tmp.path().to_path_buf())).unwrap();
+    let mut c = OciStoreConfig::new(tmp.path().to_path_buf());
+    c.registry.ca_certs = skiff_agent::image::system_roots();
+    assert!(
+        !c.registry.ca_certs.is_empty(),
+        "this test needs the system CA bundle ({}; Debian package ca-certificates)",
+        skiff_agent::image::SYSTEM_CA_BUNDLE
+    );
+    let s = OciImageStore::open(c).unwrap();
     match s.ensure(&reference, PullPolicy::IfNotPresent, &no_progress) {
         Err(ImageError::Fetch { message, .. }) => assert!(
             message.to_ascii_lowercase().contains("certificate")

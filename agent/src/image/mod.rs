@@ -128,5 +128,5 @@ mod store;
 pub mod unpack;
 
 pub use manifest::Platform;
-pub use registry::{HubRegistry, RegistryConfig, load_ca_file};
+pub use registry::{HubRegistry, RegistryConfig, SYSTEM_CA_BUNDLE, load_ca_file, system_roots};
 pub use store::{OciImageStore, OciStoreConfig};

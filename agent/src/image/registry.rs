@@ -37,8 +37,20 @@ pub struct RegistryConfig {
     pub mirrors: BTreeMap<String, Vec<String>>,
     /// Registry hosts reached over plain http instead of https.
     pub plain_http: BTreeSet<String>,
-    /// DER CA certificates trusted for https; empty: the Mozilla roots built in.
+    /// DER CA certificates trusted for https (see [`system_roots`]).
     pub ca_certs: Vec<Vec<u8>>,
+}
+
+/// Where Debian, Ubuntu, Alpine, Buildroot and Yocto images keep the system's CA bundle.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// The system's CA certificates: the file named by `SSL_CERT_FILE`, else
+/// [`SYSTEM_CA_BUNDLE`]. Empty when there is none (https registries then fail with a
+/// reason until one is installed or given with `--registry-ca`).
+pub fn system_roots() -> Vec<Vec<u8>> {
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map_or_else(|| std::path::PathBuf::from(SYSTEM_CA_BUNDLE), Into::into);
+    load_ca_file(&path).unwrap_or_default()
 }
 
 /// The CA certificates of a PEM file, DER-encoded; an error when it holds none or one
@@ -153,18 +165,20 @@ fn basic_header(user: &str, password: &str) -> String {
 impl Registry {
     pub fn new(config: RegistryConfig) -> Registry {
         use ureq::tls::{Certificate, RootCerts, TlsConfig};
-        let roots = if config.ca_certs.is_empty() {
-            RootCerts::WebPki
-        } else {
-            config
-                .ca_certs
-                .iter()
-                .map(|der| Certificate::from_der(der).to_owned())
-                .into()
-        };
+        let roots: RootCerts = config
+            .ca_certs
+            .iter()
+            .map(|der| Certificate::from_der(der).to_owned())
+            .into();
+        let tls = TlsConfig::builder()
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .root_certs(roots)
+            .build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .tls_config(TlsConfig::builder().root_certs(roots).build())
+            .tls_config(tls)
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))
