@@ -24,9 +24,10 @@ mod spec;
 mod sys;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -106,6 +107,8 @@ struct Inner {
     /// Signalled whenever a container's state changes.
     changed: Condvar,
     stop_rx: OwnedFd,
+    /// A helper started ahead of time, waiting for the next container start.
+    standby: Mutex<Option<Child>>,
 }
 
 #[derive(Debug)]
@@ -158,10 +161,12 @@ impl LinuxRuntime {
             pods: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             stop_rx,
+            standby: Mutex::new(None),
         });
         for rec in records {
             inner.adopt(rec)?;
         }
+        inner.refill_standby();
         let hk = inner.clone();
         std::thread::Builder::new()
             .name("skiff-rt-housekeeping".into())
@@ -204,7 +209,7 @@ impl Drop for LinuxRuntime {
     fn drop(&mut self) {
         // `_stop_tx` closes after this: watcher threads see the hang-up and end without
         // reaping anything, leaving the containers to the next runtime.
-        let _ = &self.inner;
+        self.inner.end_standby();
     }
 }
 
@@ -395,22 +400,22 @@ impl Inner {
         // A leftover from an earlier run of this container (restart, or a crash).
         self.delete_container_state(c);
         rootfs::mount_overlay(&cdir, &c.layers).map_err(|e| err(uid, e))?;
-        let out = Command::new(&self.cfg.helper)
-            .arg(HELPER_ARG)
-            .arg("run")
-            .arg("--root")
-            .arg(self.lc_root())
-            .arg("--id")
-            .arg(&c.id)
-            .arg("--bundle")
-            .arg(cdir.join("bundle"))
-            .arg("--log")
-            .arg(logs.current())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| err(uid, format!("running {}: {e}", self.cfg.helper.display())))?;
+        let request: Vec<std::ffi::OsString> = vec![
+            "run".into(),
+            "--root".into(),
+            self.lc_root().into(),
+            "--id".into(),
+            c.id.clone().into(),
+            "--bundle".into(),
+            cdir.join("bundle").into(),
+            "--log".into(),
+            logs.current().into(),
+        ];
+        let out = self.run_helper(&request).map_err(|e| {
+            self.delete_container_state(c);
+            rootfs::unmount(&rootfs::Rootfs::at(&cdir));
+            err(uid, format!("running {}: {e}", self.cfg.helper.display()))
+        })?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
             self.delete_container_state(c);
@@ -424,6 +429,82 @@ impl Inner {
         let fd = sys::pidfd_open(pid)
             .map_err(|e| err(uid, format!("container {name}: pidfd_open({pid}): {e}")))?;
         Ok((pid, Arc::new(fd)))
+    }
+
+    /// Runs one `run` request through the waiting helper (or a fresh one when none
+    /// waits), then starts the next waiting helper: its exec and start-up overlap with
+    /// whatever the agent does until the next container start.
+    fn run_helper(&self, request: &[std::ffi::OsString]) -> std::io::Result<Output> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut bytes = Vec::new();
+        for a in request {
+            bytes.extend_from_slice(a.as_bytes());
+            bytes.push(0);
+        }
+        let waiting = self
+            .standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut child = match waiting {
+            Some(c) => c,
+            None => self.spawn_standby()?,
+        };
+        let sent = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("the helper has no stdin"))
+            .and_then(|mut stdin| stdin.write_all(&bytes));
+        if let Err(e) = sent {
+            // A waiting helper that died (killed from outside): one fresh try.
+            let _ = child.kill();
+            let _ = child.wait();
+            debug!(error = %e, "the waiting helper is gone; starting a fresh one");
+            child = self.spawn_standby()?;
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| std::io::Error::other("the helper has no stdin"))?;
+            stdin.write_all(&bytes)?;
+        }
+        let out = child.wait_with_output();
+        self.refill_standby();
+        out
+    }
+
+    fn spawn_standby(&self) -> std::io::Result<Child> {
+        Command::new(&self.cfg.helper)
+            .arg(HELPER_ARG)
+            .arg("standby")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    /// Makes sure a helper is waiting for the next start.
+    fn refill_standby(&self) {
+        let mut slot = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        match self.spawn_standby() {
+            Ok(c) => *slot = Some(c),
+            Err(e) => warn!(error = %e, "cannot start a waiting helper"),
+        }
+    }
+
+    /// Ends the waiting helper: it sees an empty request and exits.
+    fn end_standby(&self) {
+        let waiting = self
+            .standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut c) = waiting {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
     }
 
     /// Removes libcontainer's state and the cgroup of a container that no longer runs.
