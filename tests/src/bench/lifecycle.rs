@@ -109,16 +109,36 @@ fn oci_cli(bin: &str, runs: usize, bundle: &Path, root: &Path) -> Result<Vec<Dur
     for i in 0..runs + 1 {
         let id = format!("bench-{i}");
         let t = Instant::now();
-        let mut child = Command::new(bin)
-            .arg("--root")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--root")
             .arg(root)
             .args(["run", "--bundle"])
             .arg(bundle)
             .arg(&id)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("running {bin}"))?;
+            .stdout(Stdio::null());
+        if bin == YOUKI {
+            // `youki run` waits for its container with sigtimedwait(SIGCHLD) but does not
+            // block SIGCHLD first: a container that exits before the wait starts (a
+            // loaded machine, /bin/true) leaves it waiting forever. Starting it with
+            // SIGCHLD blocked keeps that signal pending for the wait.
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs between fork and exec and only calls
+            // pthread_sigmask, which is async-signal-safe; it allocates nothing.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let mut set = nix::sys::signal::SigSet::empty();
+                    set.add(nix::sys::signal::Signal::SIGCHLD);
+                    nix::sys::signal::pthread_sigmask(
+                        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                        Some(&set),
+                        None,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = cmd.spawn().with_context(|| format!("running {bin}"))?;
         // A peer that hangs (seen once with youki) must not hang the benchmark.
         let deadline = Instant::now() + Duration::from_secs(10);
         let st = loop {
