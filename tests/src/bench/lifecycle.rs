@@ -32,6 +32,7 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
     let helper = super::binary("skiff-agent")?;
     let mut cfg = LinuxConfig::new(&work.join("skiff"), &helper);
     cfg.cgroup_parent = "skiff-bench".into();
+    let run_dir = cfg.run_dir.clone();
     let rt = LinuxRuntime::open(cfg).context("opening the Linux runtime")?;
     let image = LocalImage {
         reference: "busybox".into(),
@@ -77,6 +78,9 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
             times.push(t.elapsed());
         }
     }
+    drop(rt);
+    // The runtime's transient dir under /run (empty now that every pod is gone).
+    let _ = std::fs::remove_dir_all(&run_dir);
     Ok(times)
 }
 
