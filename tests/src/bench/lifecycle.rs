@@ -28,7 +28,15 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     )
 }
 
-fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
+/// Per-run times of the three phases of a Skiff cycle.
+#[derive(Default)]
+struct Phases {
+    start: Vec<Duration>,
+    exit_seen: Vec<Duration>,
+    remove: Vec<Duration>,
+}
+
+fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<(Vec<Duration>, Phases)> {
     let helper = super::binary("skiff-agent")?;
     let mut cfg = LinuxConfig::new(&work.join("skiff"), &helper);
     cfg.cgroup_parent = "skiff-bench".into();
@@ -46,6 +54,7 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
         "spec": { "containers": [{ "name": "c", "image": "busybox", "command": ["/bin/true"] }] }
     }))?;
     let mut times = Vec::with_capacity(runs);
+    let mut phases = Phases::default();
     for i in 0..runs + 1 {
         let uid = format!("bench-{i}");
         let t = Instant::now();
@@ -56,6 +65,7 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
             pod: &pod,
             images: &images,
         })?;
+        let started = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let done = rt.list()?.iter().any(|p| {
@@ -72,16 +82,20 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+        let exited = Instant::now();
         rt.remove_pod(&uid)?;
         // The first run warms caches (page cache of the helper binary, cgroup parents).
         if i > 0 {
             times.push(t.elapsed());
+            phases.start.push(started - t);
+            phases.exit_seen.push(exited - started);
+            phases.remove.push(exited.elapsed());
         }
     }
     drop(rt);
     // The runtime's transient dir under /run (empty now that every pod is gone).
     let _ = std::fs::remove_dir_all(&run_dir);
-    Ok(times)
+    Ok((times, phases))
 }
 
 /// A runc-style bundle: busybox rootfs and `runc spec`'s config, running /bin/true.
@@ -193,7 +207,8 @@ pub(crate) fn run(runs: usize) -> Result<()> {
     skiff_tests::busybox::populate_rootfs(&layer).context("busybox rootfs")?;
     println!("lifecycle: create + start + /bin/true exits + delete, {runs} runs each");
     let mut rows: Vec<(&str, Vec<Duration>)> = Vec::new();
-    rows.push(("skiff (LinuxRuntime)", skiff(runs, work.path(), &layer)?));
+    let (skiff_times, phases) = skiff(runs, work.path(), &layer)?;
+    rows.push(("skiff (LinuxRuntime)", skiff_times));
     let b = bundle(work.path(), &layer)?;
     rows.push((
         "runc run",
@@ -220,5 +235,11 @@ pub(crate) fn run(runs: usize) -> Result<()> {
             median / runc_median
         );
     }
+    println!(
+        "  skiff phases, median ms: start_pod {:.1}, until the exit is seen {:.1}, remove_pod {:.1}",
+        stats(phases.start).0,
+        stats(phases.exit_seen).0,
+        stats(phases.remove).0
+    );
     Ok(())
 }
