@@ -58,6 +58,8 @@ fn image() -> LocalImage {
 struct Fixture {
     _dir: tempfile::TempDir,
     state: PathBuf,
+    /// The runtime's run dir (transient state, under /run).
+    run: PathBuf,
     cgroup_parent: String,
     images: BTreeMap<String, LocalImage>,
 }
@@ -68,8 +70,10 @@ fn fixture(name: &str) -> Fixture {
     let state = dir.path().join("rt");
     let mut images = BTreeMap::new();
     images.insert(IMAGE.to_string(), image());
+    let run = LinuxConfig::new(&state, Path::new(env!("CARGO_BIN_EXE_skiff-agent"))).run_dir;
     Fixture {
         state,
+        run,
         cgroup_parent: format!("skiff-test-{name}-{}", std::process::id()),
         images,
         _dir: dir,
@@ -80,11 +84,12 @@ fn fixture(name: &str) -> Fixture {
 impl Drop for Fixture {
     fn drop(&mut self) {
         let state = self.state.to_string_lossy().into_owned();
+        let run = self.run.to_string_lossy().into_owned();
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mut points: Vec<&str> = info
             .lines()
             .filter_map(|l| l.split_whitespace().nth(4))
-            .filter(|m| m.starts_with(&state))
+            .filter(|m| m.starts_with(&state) || m.starts_with(&run))
             .collect();
         points.sort_by_key(|p| std::cmp::Reverse(p.len()));
         for m in points {
@@ -112,6 +117,7 @@ impl Drop for Fixture {
         for root in CGROUP_ROOTS {
             let _ = std::fs::remove_dir(Path::new(root).join(&self.cgroup_parent));
         }
+        let _ = std::fs::remove_dir_all(&self.run);
     }
 }
 
@@ -782,14 +788,20 @@ fn create_delete_cycles_leave_nothing_behind() {
     }
     assert!(rt.list().unwrap().is_empty());
     assert_eq!(mounts_under(&fx.state), Vec::<String>::new(), "mounts left");
+    assert_eq!(mounts_under(&fx.run), Vec::<String>::new(), "mounts left");
     assert_eq!(
         cgroup_dirs(&fx.cgroup_parent),
         Vec::<PathBuf>::new(),
         "cgroups left"
     );
-    for d in ["pods", "libcontainer", "records"] {
-        let left: Vec<_> = std::fs::read_dir(fx.state.join(d)).unwrap().collect();
-        assert!(left.is_empty(), "{d} not empty: {left:?}");
+    for d in [
+        fx.state.join("pods"),
+        fx.state.join("records"),
+        fx.run.join("pods"),
+        fx.run.join("libcontainer"),
+    ] {
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert!(left.is_empty(), "{} not empty: {left:?}", d.display());
     }
     let kids: Vec<i32> = children()
         .into_iter()

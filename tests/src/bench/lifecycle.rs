@@ -28,10 +28,19 @@ fn stats(mut v: Vec<Duration>) -> (f64, f64) {
     )
 }
 
-fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
+/// Per-run times of the three phases of a Skiff cycle.
+#[derive(Default)]
+struct Phases {
+    start: Vec<Duration>,
+    exit_seen: Vec<Duration>,
+    remove: Vec<Duration>,
+}
+
+fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<(Vec<Duration>, Phases)> {
     let helper = super::binary("skiff-agent")?;
     let mut cfg = LinuxConfig::new(&work.join("skiff"), &helper);
     cfg.cgroup_parent = "skiff-bench".into();
+    let run_dir = cfg.run_dir.clone();
     let rt = LinuxRuntime::open(cfg).context("opening the Linux runtime")?;
     let image = LocalImage {
         reference: "busybox".into(),
@@ -45,6 +54,7 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
         "spec": { "containers": [{ "name": "c", "image": "busybox", "command": ["/bin/true"] }] }
     }))?;
     let mut times = Vec::with_capacity(runs);
+    let mut phases = Phases::default();
     for i in 0..runs + 1 {
         let uid = format!("bench-{i}");
         let t = Instant::now();
@@ -55,6 +65,7 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
             pod: &pod,
             images: &images,
         })?;
+        let started = Instant::now();
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let done = rt.list()?.iter().any(|p| {
@@ -71,13 +82,20 @@ fn skiff(runs: usize, work: &Path, layer: &Path) -> Result<Vec<Duration>> {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
+        let exited = Instant::now();
         rt.remove_pod(&uid)?;
         // The first run warms caches (page cache of the helper binary, cgroup parents).
         if i > 0 {
             times.push(t.elapsed());
+            phases.start.push(started - t);
+            phases.exit_seen.push(exited - started);
+            phases.remove.push(exited.elapsed());
         }
     }
-    Ok(times)
+    drop(rt);
+    // The runtime's transient dir under /run (empty now that every pod is gone).
+    let _ = std::fs::remove_dir_all(&run_dir);
+    Ok((times, phases))
 }
 
 /// A runc-style bundle: busybox rootfs and `runc spec`'s config, running /bin/true.
@@ -109,16 +127,36 @@ fn oci_cli(bin: &str, runs: usize, bundle: &Path, root: &Path) -> Result<Vec<Dur
     for i in 0..runs + 1 {
         let id = format!("bench-{i}");
         let t = Instant::now();
-        let mut child = Command::new(bin)
-            .arg("--root")
+        let mut cmd = Command::new(bin);
+        cmd.arg("--root")
             .arg(root)
             .args(["run", "--bundle"])
             .arg(bundle)
             .arg(&id)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .with_context(|| format!("running {bin}"))?;
+            .stdout(Stdio::null());
+        if bin == YOUKI {
+            // `youki run` waits for its container with sigtimedwait(SIGCHLD) but does not
+            // block SIGCHLD first: a container that exits before the wait starts (a
+            // loaded machine, /bin/true) leaves it waiting forever. Starting it with
+            // SIGCHLD blocked keeps that signal pending for the wait.
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs between fork and exec and only calls
+            // pthread_sigmask, which is async-signal-safe; it allocates nothing.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let mut set = nix::sys::signal::SigSet::empty();
+                    set.add(nix::sys::signal::Signal::SIGCHLD);
+                    nix::sys::signal::pthread_sigmask(
+                        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                        Some(&set),
+                        None,
+                    )
+                    .map_err(std::io::Error::from)
+                });
+            }
+        }
+        let mut child = cmd.spawn().with_context(|| format!("running {bin}"))?;
         // A peer that hangs (seen once with youki) must not hang the benchmark.
         let deadline = Instant::now() + Duration::from_secs(10);
         let st = loop {
@@ -169,7 +207,8 @@ pub(crate) fn run(runs: usize) -> Result<()> {
     skiff_tests::busybox::populate_rootfs(&layer).context("busybox rootfs")?;
     println!("lifecycle: create + start + /bin/true exits + delete, {runs} runs each");
     let mut rows: Vec<(&str, Vec<Duration>)> = Vec::new();
-    rows.push(("skiff (LinuxRuntime)", skiff(runs, work.path(), &layer)?));
+    let (skiff_times, phases) = skiff(runs, work.path(), &layer)?;
+    rows.push(("skiff (LinuxRuntime)", skiff_times));
     let b = bundle(work.path(), &layer)?;
     rows.push((
         "runc run",
@@ -196,5 +235,11 @@ pub(crate) fn run(runs: usize) -> Result<()> {
             median / runc_median
         );
     }
+    println!(
+        "  skiff phases, median ms: start_pod {:.1}, until the exit is seen {:.1}, remove_pod {:.1}",
+        stats(phases.start).0,
+        stats(phases.exit_seen).0,
+        stats(phases.remove).0
+    );
     Ok(())
 }

@@ -8,10 +8,16 @@
 //! is re-parented to the agent (a child subreaper), which reaps it. `exec` starts a
 //! process in a running container, becomes its reaper, waits for it and exits with its
 //! exit code (128 + signal when a signal ended it).
+//!
+//! `standby` is `run` started ahead of time: the runtime keeps one helper spawned and
+//! waiting, so the exec of the agent binary and its start-up are off the path of the
+//! next container start. It reads one request (the arguments of `run`, each ended by a
+//! NUL byte) from its stdin until end of file, serves it and exits like `run`; an empty
+//! request (the runtime closing) makes it exit at once.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -122,12 +128,39 @@ fn helper(args: &[OsString]) -> Result<ExitCode, String> {
         .collect::<Result<_, _>>()?;
     let (verb, rest) = args
         .split_first()
-        .ok_or_else(|| format!("{HELPER_ARG}: expected run or exec"))?;
+        .ok_or_else(|| format!("{HELPER_ARG}: expected run, standby or exec"))?;
+    if verb == "standby" {
+        return standby();
+    }
     let p = parse(rest)?;
     match verb.as_str() {
         "run" => run(&p),
         "exec" => exec(&p),
         other => Err(format!("{HELPER_ARG}: unknown verb {other:?}")),
+    }
+}
+
+/// Waits for one `run` request on stdin and serves it.
+fn standby() -> Result<ExitCode, String> {
+    let mut request = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut request)
+        .map_err(|e| format!("{HELPER_ARG} standby: reading the request: {e}"))?;
+    if request.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let args: Vec<String> = request
+        .strip_suffix(b"\0")
+        .unwrap_or(&request)
+        .split(|b| *b == 0)
+        .map(|a| {
+            String::from_utf8(a.to_vec())
+                .map_err(|_| format!("{HELPER_ARG} standby: an argument is not UTF-8"))
+        })
+        .collect::<Result<_, _>>()?;
+    match args.split_first() {
+        Some((verb, rest)) if verb == "run" => run(&parse(rest)?),
+        _ => Err(format!("{HELPER_ARG} standby: expected a run request")),
     }
 }
 

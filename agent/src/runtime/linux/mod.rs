@@ -9,9 +9,12 @@
 //! acting, so a restarted agent adopts running containers instead of duplicating them.
 //!
 //! On-disk layout under the state dir:
-//! `records/<uid>.json`, `libcontainer/<id>/` (libcontainer's state),
-//! `pods/<uid>/{ns/, etc/, volumes/<name>/, containers/<name>/{bundle/, rootfs/, upper/,
-//! work/}, logs/<name>/}`.
+//! `records/<uid>.json`, `pods/<uid>/{volumes/<name>/, containers/<name>/{rootfs/, upper/,
+//! work/}, logs/<name>/}`. What does not outlive a reboot lives under the run dir (a
+//! tmpfs, as runc keeps its state in /run): `libcontainer/<id>/` (libcontainer's state),
+//! `pods/<uid>/{ns/, etc/, containers/<name>/bundle/}`. Besides saving the disk (flash)
+//! the writes, this keeps the files a container start creates and a delete removes off
+//! the disk's inode allocator, which is slow under churn.
 
 mod cgroups;
 mod helper;
@@ -24,9 +27,10 @@ mod spec;
 mod sys;
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -60,8 +64,11 @@ const HOUSEKEEPING: Duration = Duration::from_secs(1);
 /// Where and how the runtime works.
 #[derive(Debug, Clone)]
 pub struct LinuxConfig {
-    /// The runtime's own directory (records, libcontainer state, pod files).
+    /// The runtime's own directory (records, pod files that must survive a reboot).
     pub state_dir: PathBuf,
+    /// Where transient runtime state lives (libcontainer's state, the sandbox namespace
+    /// files, bundles, the pods' /etc files): best a tmpfs, none of it outlives a reboot.
+    pub run_dir: PathBuf,
     /// The executable re-executed as the helper: the agent binary itself.
     pub helper: PathBuf,
     /// Where the cgroup hierarchy is mounted (/sys/fs/cgroup).
@@ -79,6 +86,7 @@ impl LinuxConfig {
     pub fn new(state_dir: &Path, helper: &Path) -> LinuxConfig {
         LinuxConfig {
             state_dir: state_dir.to_path_buf(),
+            run_dir: default_run_dir(state_dir),
             helper: helper.to_path_buf(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             cgroup_parent: "skiff".to_string(),
@@ -87,6 +95,56 @@ impl LinuxConfig {
             etc_dir: PathBuf::from("/etc"),
         }
     }
+}
+
+/// The tmpfs the default run dirs live in.
+const RUN_BASE: &str = "/run/skiff";
+/// The kernel's magic number for a tmpfs.
+const TMPFS_MAGIC: i64 = 0x0102_1994;
+
+/// `/run/skiff/<state dir as a file name>` when /run exists (one per state dir, so an
+/// agent restarted on the same state dir finds it again), else `<state dir>/run`.
+fn default_run_dir(state_dir: &Path) -> PathBuf {
+    if Path::new("/run").is_dir() {
+        let abs = std::path::absolute(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        Path::new(RUN_BASE).join(record::safe_name(&abs.to_string_lossy()))
+    } else {
+        state_dir.join("run")
+    }
+}
+
+fn is_tmpfs(p: &Path) -> bool {
+    #[allow(clippy::unnecessary_cast)] // the field's type differs between architectures
+    nix::sys::statfs::statfs(p).is_ok_and(|s| s.filesystem_type().0 as i64 == TMPFS_MAGIC)
+}
+
+/// Makes [`RUN_BASE`] a tmpfs when the run dir is under it and /run is not one already
+/// (not every system mounts one there), as the agent's own runtime directory.
+fn ensure_run_tmpfs(run_dir: &Path) -> std::io::Result<()> {
+    let base = Path::new(RUN_BASE);
+    if !run_dir.starts_with(base) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(base)?;
+    if is_tmpfs(base) {
+        return Ok(());
+    }
+    // Two runtimes opening at once must not stack two mounts: the second would hide
+    // what the first put in its run dir.
+    let lock = std::fs::File::create(base.with_extension("lock"))?;
+    let _lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| std::io::Error::from(e))?;
+    if !is_tmpfs(base) {
+        mount(
+            Some("tmpfs"),
+            base,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            Some("mode=0700,size=64m"),
+        )
+        .map_err(std::io::Error::from)?;
+    }
+    Ok(())
 }
 
 /// Runs pods as real containers. Dropping it stops watching them; they keep running
@@ -106,6 +164,8 @@ struct Inner {
     /// Signalled whenever a container's state changes.
     changed: Condvar,
     stop_rx: OwnedFd,
+    /// A helper started ahead of time, waiting for the next container start.
+    standby: Mutex<Option<Child>>,
 }
 
 #[derive(Debug)]
@@ -130,10 +190,14 @@ impl LinuxRuntime {
             path: path.to_path_buf(),
             source,
         };
+        if let Err(e) = ensure_run_tmpfs(&cfg.run_dir) {
+            warn!(error = %e, dir = RUN_BASE, "cannot mount a tmpfs for the run dir; it stays on disk");
+        }
         for d in [
             cfg.state_dir.clone(),
             cfg.state_dir.join("pods"),
-            cfg.state_dir.join("libcontainer"),
+            cfg.run_dir.join("pods"),
+            cfg.run_dir.join("libcontainer"),
         ] {
             std::fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
         }
@@ -158,10 +222,12 @@ impl LinuxRuntime {
             pods: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             stop_rx,
+            standby: Mutex::new(None),
         });
         for rec in records {
             inner.adopt(rec)?;
         }
+        inner.refill_standby();
         let hk = inner.clone();
         std::thread::Builder::new()
             .name("skiff-rt-housekeeping".into())
@@ -204,7 +270,7 @@ impl Drop for LinuxRuntime {
     fn drop(&mut self) {
         // `_stop_tx` closes after this: watcher threads see the hang-up and end without
         // reaping anything, leaving the containers to the next runtime.
-        let _ = &self.inner;
+        self.inner.end_standby();
     }
 }
 
@@ -217,8 +283,24 @@ impl Inner {
         self.cfg.state_dir.join("pods").join(record::safe_name(uid))
     }
 
+    /// A pod's transient files (sandbox namespace files, /etc files, bundles).
+    fn run_pod_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.run_dir.join("pods").join(record::safe_name(uid))
+    }
+
     fn lc_root(&self) -> PathBuf {
-        self.cfg.state_dir.join("libcontainer")
+        self.cfg.run_dir.join("libcontainer")
+    }
+
+    /// Where libcontainer's state of container `id` is: the run dir, or the state dir
+    /// for a container an earlier agent started there.
+    fn lc_root_of(&self, id: &str) -> PathBuf {
+        let old = self.cfg.state_dir.join("libcontainer");
+        if !self.lc_root().join(id).exists() && old.join(id).exists() {
+            old
+        } else {
+            self.lc_root()
+        }
     }
 
     /// Takes over a recorded pod: containers still running get a watcher, the others
@@ -395,22 +477,22 @@ impl Inner {
         // A leftover from an earlier run of this container (restart, or a crash).
         self.delete_container_state(c);
         rootfs::mount_overlay(&cdir, &c.layers).map_err(|e| err(uid, e))?;
-        let out = Command::new(&self.cfg.helper)
-            .arg(HELPER_ARG)
-            .arg("run")
-            .arg("--root")
-            .arg(self.lc_root())
-            .arg("--id")
-            .arg(&c.id)
-            .arg("--bundle")
-            .arg(cdir.join("bundle"))
-            .arg("--log")
-            .arg(logs.current())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .output()
-            .map_err(|e| err(uid, format!("running {}: {e}", self.cfg.helper.display())))?;
+        let request: Vec<std::ffi::OsString> = vec![
+            "run".into(),
+            "--root".into(),
+            self.lc_root().into(),
+            "--id".into(),
+            c.id.clone().into(),
+            "--bundle".into(),
+            self.bundle_of(uid, name).into(),
+            "--log".into(),
+            logs.current().into(),
+        ];
+        let out = self.run_helper(&request).map_err(|e| {
+            self.delete_container_state(c);
+            rootfs::unmount(&rootfs::Rootfs::at(&cdir));
+            err(uid, format!("running {}: {e}", self.cfg.helper.display()))
+        })?;
         if !out.status.success() {
             let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
             self.delete_container_state(c);
@@ -426,11 +508,105 @@ impl Inner {
         Ok((pid, Arc::new(fd)))
     }
 
+    /// A container's bundle: under the run dir, or where an earlier agent made it.
+    fn bundle_of(&self, uid: &str, name: &str) -> PathBuf {
+        let safe = record::safe_name(name);
+        let b = self
+            .run_pod_dir(uid)
+            .join("containers")
+            .join(&safe)
+            .join("bundle");
+        let old = self
+            .pod_dir(uid)
+            .join("containers")
+            .join(&safe)
+            .join("bundle");
+        if !b.exists() && old.exists() { old } else { b }
+    }
+
+    /// Runs one `run` request through the waiting helper (or a fresh one when none
+    /// waits), then starts the next waiting helper: its exec and start-up overlap with
+    /// whatever the agent does until the next container start.
+    fn run_helper(&self, request: &[std::ffi::OsString]) -> std::io::Result<Output> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut bytes = Vec::new();
+        for a in request {
+            bytes.extend_from_slice(a.as_bytes());
+            bytes.push(0);
+        }
+        let waiting = self
+            .standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let mut child = match waiting {
+            Some(c) => c,
+            None => self.spawn_standby()?,
+        };
+        let sent = child
+            .stdin
+            .take()
+            .ok_or_else(|| std::io::Error::other("the helper has no stdin"))
+            .and_then(|mut stdin| stdin.write_all(&bytes));
+        if let Err(e) = sent {
+            // A waiting helper that died (killed from outside): one fresh try.
+            let _ = child.kill();
+            let _ = child.wait();
+            debug!(error = %e, "the waiting helper is gone; starting a fresh one");
+            child = self.spawn_standby()?;
+            let mut stdin = child
+                .stdin
+                .take()
+                .ok_or_else(|| std::io::Error::other("the helper has no stdin"))?;
+            stdin.write_all(&bytes)?;
+        }
+        let out = child.wait_with_output();
+        self.refill_standby();
+        out
+    }
+
+    fn spawn_standby(&self) -> std::io::Result<Child> {
+        Command::new(&self.cfg.helper)
+            .arg(HELPER_ARG)
+            .arg("standby")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    }
+
+    /// Makes sure a helper is waiting for the next start.
+    fn refill_standby(&self) {
+        let mut slot = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return;
+        }
+        match self.spawn_standby() {
+            Ok(c) => *slot = Some(c),
+            Err(e) => warn!(error = %e, "cannot start a waiting helper"),
+        }
+    }
+
+    /// Ends the waiting helper: it sees an empty request and exits.
+    fn end_standby(&self) {
+        let waiting = self
+            .standby
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut c) = waiting {
+            drop(c.stdin.take());
+            let _ = c.wait();
+        }
+    }
+
     /// Removes libcontainer's state and the cgroup of a container that no longer runs.
     fn delete_container_state(&self, c: &ContainerRecord) {
-        let dir = self.lc_root().join(&c.id);
-        if dir.exists() {
-            let _ = std::fs::remove_dir_all(&dir);
+        for root in [self.lc_root(), self.cfg.state_dir.join("libcontainer")] {
+            let dir = root.join(&c.id);
+            if dir.exists() {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
         }
         // A cgroup stays busy for a moment after its last task was reaped.
         for _ in 0..50 {
@@ -597,6 +773,7 @@ impl LinuxRuntime {
         let uid = pod.uid;
         let spec = &pod.pod.spec;
         let dir = inner.pod_dir(uid);
+        let run = inner.run_pod_dir(uid);
         let io = |path: &Path, source| RuntimeError::Io {
             path: path.to_path_buf(),
             source,
@@ -610,7 +787,7 @@ impl LinuxRuntime {
         } else {
             spec::pod_hostname(pod.pod)
         };
-        let etc = dir.join("etc");
+        let etc = run.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| io(&etc, e))?;
         let hosts = format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
@@ -664,7 +841,7 @@ impl LinuxRuntime {
             }
         }
 
-        let sandbox = sandbox::create(&dir.join("ns"), spec.host_network, &hostname)
+        let sandbox = sandbox::create(&run.join("ns"), spec.host_network, &hostname)
             .map_err(|e| err(uid, e))?;
         let sb_paths = spec::SandboxPaths {
             net: sandbox.net.clone(),
@@ -702,7 +879,10 @@ impl LinuxRuntime {
             let id = format!("{}-{}", record::safe_name(uid), record::safe_name(&c.name));
             let cgroups_path = format!("/{}/{}", inner.cfg.cgroup_parent, id);
             let cdir = dir.join("containers").join(record::safe_name(&c.name));
-            let bundle = cdir.join("bundle");
+            let bundle = run
+                .join("containers")
+                .join(record::safe_name(&c.name))
+                .join("bundle");
             std::fs::create_dir_all(&bundle).map_err(|e| io(&bundle, e))?;
             let mut mounts = Vec::new();
             for vm in &c.volume_mounts {
@@ -793,20 +973,28 @@ impl LinuxRuntime {
     fn teardown(&self, uid: &str, rec: &PodRecord) {
         let inner = &self.inner;
         let dir = inner.pod_dir(uid);
+        let run = inner.run_pod_dir(uid);
         for (name, c) in &rec.containers {
             inner.delete_container_state(c);
             rootfs::unmount(&rootfs::Rootfs::at(
                 &dir.join("containers").join(record::safe_name(name)),
             ));
         }
-        sandbox::destroy(&sandbox::Sandbox::paths(&dir.join("ns"), rec.host_network));
+        sandbox::destroy(&sandbox::Sandbox::paths(&run.join("ns"), rec.host_network));
+        // A pod started by an agent that kept its sandbox under the state dir.
+        let old_ns = dir.join("ns");
+        if old_ns.exists() {
+            sandbox::destroy(&sandbox::Sandbox::paths(&old_ns, rec.host_network));
+        }
         for t in &rec.tmpfs {
             let _ = umount2(t, MntFlags::MNT_DETACH);
         }
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(pod = uid, error = %e, "cannot remove the pod directory");
+        for d in [&run, &dir] {
+            if let Err(e) = std::fs::remove_dir_all(d)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(pod = uid, dir = %d.display(), error = %e, "cannot remove a pod directory");
+            }
         }
     }
 }
@@ -1022,7 +1210,7 @@ impl ContainerRuntime for LinuxRuntime {
             .arg(HELPER_ARG)
             .arg("exec")
             .arg("--root")
-            .arg(self.inner.lc_root())
+            .arg(self.inner.lc_root_of(&id))
             .arg("--id")
             .arg(&id)
             .arg("--pid-file")
@@ -1051,7 +1239,16 @@ impl ContainerRuntime for LinuxRuntime {
     fn netns_path(&self, uid: &str) -> Option<PathBuf> {
         let pods = self.inner.lock();
         let p = pods.get(uid)?;
-        (!p.rec.host_network).then(|| self.inner.pod_dir(uid).join("ns").join("net"))
+        if p.rec.host_network {
+            return None;
+        }
+        let net = self.inner.run_pod_dir(uid).join("ns").join("net");
+        let old = self.inner.pod_dir(uid).join("ns").join("net");
+        Some(if !net.exists() && old.exists() {
+            old
+        } else {
+            net
+        })
     }
 
     fn log_paths(&self, uid: &str, container: &str) -> Option<LogPaths> {

@@ -1,11 +1,33 @@
-//! The runtime's records: one JSON file per pod under `<state>/records/`, written
-//! atomically (temp file, fsync, rename, fsync of the directory) before the runtime acts
-//! on it, so a restarted agent finds every container it started and adopts it.
+//! The runtime's records: one file per pod under `<state>/records/`, written atomically
+//! and durably before the runtime acts on it, so a restarted agent finds every container
+//! it started and adopts it.
+//!
+//! A record file holds two slots of equal size; each slot is a header (magic, sequence
+//! number, length, digest) and the pod's JSON. The first write makes the file whole
+//! (temp file with both slots allocated, fsync, rename, fsync of the directory); every
+//! later write overwrites the slot that does not hold the newest version and ends with
+//! one fdatasync. The blocks are already allocated, so that flush commits no metadata,
+//! and a write torn by a crash leaves a slot whose digest fails: the reader takes the
+//! valid slot with the highest sequence number, the old version or the new one, never a
+//! mix. A record that outgrows its slots is rewritten whole, as the first time. Plain
+//! JSON files (written by earlier agents) are read as they are.
 
 use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use sha2::{Digest, Sha256};
+
 use crate::runtime::{ObservedPod, RuntimeError, records};
+
+/// Marks a slot (and the slotted format).
+const MAGIC: &[u8; 8] = b"SKIFFRC1";
+/// magic, sequence number (u64), payload length (u64), digest (16 bytes).
+const HEADER: usize = 8 + 8 + 8 + 16;
+/// Slots are whole pages, so overwriting one never touches the other's page.
+const PAGE: usize = 4096;
 
 /// What the runtime remembers of a pod.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -47,7 +69,121 @@ pub(crate) fn path_for(state: &Path, uid: &str) -> PathBuf {
 }
 
 pub(crate) fn write(state: &Path, rec: &PodRecord) -> Result<(), RuntimeError> {
-    records::write_json(&record_dir(state), &path_for(state, &rec.observed.uid), rec)
+    let path = path_for(state, &rec.observed.uid);
+    let json = serde_json::to_vec(rec).expect("record serializes");
+    let io = |source| RuntimeError::Io {
+        path: path.clone(),
+        source,
+    };
+    match OpenOptions::new().read(true).write(true).open(&path) {
+        Ok(mut f) => {
+            let mut bytes = Vec::new();
+            f.read_to_end(&mut bytes).map_err(io)?;
+            if let Some(newest) = newest_slot(&bytes) {
+                let slot_size = bytes.len() / 2;
+                if HEADER + json.len() <= slot_size {
+                    let target = 1 - newest.index;
+                    let buf = encode_slot(newest.seq + 1, &json);
+                    f.write_all_at(&buf, (target * slot_size) as u64)
+                        .map_err(io)?;
+                    return f.sync_data().map_err(io);
+                }
+                return write_whole(&record_dir(state), &path, newest.seq + 1, &json);
+            }
+            write_whole(&record_dir(state), &path, 1, &json)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            write_whole(&record_dir(state), &path, 1, &json)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// A slot's header and payload.
+fn encode_slot(seq: u64, json: &[u8]) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(HEADER + json.len());
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    buf.extend_from_slice(&digest(seq, json));
+    buf.extend_from_slice(json);
+    buf
+}
+
+fn digest(seq: u64, json: &[u8]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(seq.to_le_bytes());
+    h.update((json.len() as u64).to_le_bytes());
+    h.update(json);
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// The newest valid slot of a slotted record file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Newest {
+    index: usize,
+    seq: u64,
+}
+
+/// The payload of slot `index` when its header and digest are intact.
+fn slot_payload(bytes: &[u8], index: usize) -> Option<(u64, &[u8])> {
+    let size = bytes.len() / 2;
+    let slot = bytes.get(index * size..(index + 1) * size)?;
+    if slot.len() < HEADER || &slot[..8] != MAGIC {
+        return None;
+    }
+    let seq = u64::from_le_bytes(slot[8..16].try_into().ok()?);
+    let len = usize::try_from(u64::from_le_bytes(slot[16..24].try_into().ok()?)).ok()?;
+    let json = slot.get(HEADER..HEADER.checked_add(len)?)?;
+    (slot[24..40] == digest(seq, json)).then_some((seq, json))
+}
+
+fn newest_slot(bytes: &[u8]) -> Option<Newest> {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..2)
+        .filter_map(|index| slot_payload(bytes, index).map(|(seq, _)| Newest { index, seq }))
+        .max_by_key(|n| n.seq)
+}
+
+/// Writes a fresh record file: both slots allocated (zeros in the second), made durable
+/// under a temporary name and renamed into place.
+fn write_whole(dir: &Path, path: &Path, seq: u64, json: &[u8]) -> Result<(), RuntimeError> {
+    let io = |source| RuntimeError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    // Room for the record to grow to twice its size before a whole rewrite is needed.
+    let slot_size = (HEADER + json.len()) * 2;
+    let slot_size = slot_size.div_ceil(PAGE) * PAGE;
+    let mut buf = vec![0u8; slot_size * 2];
+    let slot = encode_slot(seq, json);
+    buf[..slot.len()].copy_from_slice(&slot);
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(&buf).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// The JSON of a record file: the newest valid slot, or the whole file when it is
+/// plain JSON.
+fn decode(bytes: &[u8]) -> Option<&[u8]> {
+    match newest_slot(bytes) {
+        Some(n) => slot_payload(bytes, n.index).map(|(_, json)| json),
+        None => bytes.starts_with(b"{").then_some(bytes),
+    }
 }
 
 pub(crate) fn remove(state: &Path, uid: &str) -> Result<(), RuntimeError> {
@@ -71,7 +207,11 @@ pub(crate) fn read_all(state: &Path) -> Result<Vec<PodRecord>, RuntimeError> {
             path: path.clone(),
             source,
         })?;
-        let rec: PodRecord = serde_json::from_slice(&bytes).map_err(|e| RuntimeError::Corrupt {
+        let json = decode(&bytes).ok_or_else(|| RuntimeError::Corrupt {
+            path: path.clone(),
+            message: "no intact slot".to_string(),
+        })?;
+        let rec: PodRecord = serde_json::from_slice(json).map_err(|e| RuntimeError::Corrupt {
             path: path.clone(),
             message: e.to_string(),
         })?;
@@ -86,4 +226,131 @@ pub(crate) fn pid_start_time(pid: i32) -> Option<u64> {
     // The command name (field 2) may contain spaces; fields after it follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Exit, ExitReason, RunState};
+
+    fn rec(uid: &str, restarts: i32) -> PodRecord {
+        let now = chrono::Utc::now();
+        let containers = vec![crate::runtime::ObservedContainer {
+            name: "c".into(),
+            image: "busybox".into(),
+            container_id: format!("{uid}-c"),
+            restart_count: restarts,
+            state: RunState::Exited(Exit {
+                exit_code: 0,
+                started_at: now,
+                finished_at: now,
+                reason: ExitReason::Plain,
+            }),
+            last_exit: None,
+        }];
+        PodRecord {
+            observed: ObservedPod {
+                uid: uid.into(),
+                namespace: "default".into(),
+                name: "p".into(),
+                revision: 1,
+                spec_hash: 1,
+                started_at: now,
+                pod_ip: None,
+                init_containers: Vec::new(),
+                containers,
+            },
+            host_network: false,
+            grace_secs: 30,
+            tmpfs: Vec::new(),
+            containers: BTreeMap::new(),
+        }
+    }
+
+    fn restarts(state: &Path) -> Vec<i32> {
+        read_all(state)
+            .unwrap()
+            .iter()
+            .map(|r| r.observed.containers[0].restart_count)
+            .collect()
+    }
+
+    #[test]
+    fn updates_alternate_slots_and_the_newest_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        write(dir.path(), &rec("u", 0)).unwrap();
+        let len = std::fs::metadata(path_for(dir.path(), "u")).unwrap().len();
+        for n in 1..5 {
+            write(dir.path(), &rec("u", n)).unwrap();
+            assert_eq!(restarts(dir.path()), vec![n]);
+        }
+        // Updates that fit are made in place: the file keeps its size.
+        assert_eq!(
+            std::fs::metadata(path_for(dir.path(), "u")).unwrap().len(),
+            len
+        );
+        assert!(!path_for(dir.path(), "u").with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn a_torn_slot_leaves_the_previous_version() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        write(dir.path(), &rec("u", 1)).unwrap();
+        write(dir.path(), &rec("u", 2)).unwrap();
+        let path = path_for(dir.path(), "u");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let newest = newest_slot(&bytes).unwrap();
+        assert_eq!(newest.seq, 2);
+        // A crash half-way through writing the newest slot's payload.
+        let at = newest.index * bytes.len() / 2 + HEADER + 10;
+        bytes[at] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(restarts(dir.path()), vec![1]);
+        // The next write goes over the torn slot and is read back.
+        write(dir.path(), &rec("u", 3)).unwrap();
+        assert_eq!(restarts(dir.path()), vec![3]);
+    }
+
+    #[test]
+    fn a_record_that_outgrows_its_slots_is_rewritten_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        write(dir.path(), &rec("u", 0)).unwrap();
+        let small = std::fs::metadata(path_for(dir.path(), "u")).unwrap().len();
+        let mut big = rec("u", 7);
+        big.tmpfs = (0..400)
+            .map(|i| PathBuf::from(format!("/a/rather/long/volume/path/{i}")))
+            .collect();
+        write(dir.path(), &big).unwrap();
+        let len = std::fs::metadata(path_for(dir.path(), "u")).unwrap().len();
+        assert!(len > small, "{len} <= {small}");
+        let back = read_all(dir.path()).unwrap();
+        assert_eq!(back[0].tmpfs.len(), 400);
+        assert_eq!(restarts(dir.path()), vec![7]);
+    }
+
+    #[test]
+    fn plain_json_records_of_earlier_agents_are_read_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        let path = path_for(dir.path(), "u");
+        std::fs::write(&path, serde_json::to_vec(&rec("u", 4)).unwrap()).unwrap();
+        assert_eq!(restarts(dir.path()), vec![4]);
+        write(dir.path(), &rec("u", 5)).unwrap();
+        assert!(std::fs::read(&path).unwrap().starts_with(MAGIC));
+        assert_eq!(restarts(dir.path()), vec![5]);
+    }
+
+    #[test]
+    fn garbage_is_reported_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        std::fs::write(path_for(dir.path(), "u"), b"\0\0garbage\0\0").unwrap();
+        assert!(matches!(
+            read_all(dir.path()),
+            Err(RuntimeError::Corrupt { .. })
+        ));
+    }
 }
