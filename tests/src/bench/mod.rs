@@ -429,6 +429,9 @@ fn bound_pod(name: &str, node: &str) -> String {
 pub(crate) struct AgentLog {
     /// Per node, when its last `sync complete` line was read.
     pub(crate) synced: HashMap<String, Instant>,
+    /// Per node, when its last `connected to broker` line was read, and the number of
+    /// failed attempts that line reported.
+    pub(crate) connected: HashMap<String, (Instant, u32)>,
     pub(crate) started_pods: usize,
     pub(crate) stopped_pods: usize,
     pub(crate) restarted_containers: usize,
@@ -464,7 +467,7 @@ impl Agents {
                 .args(["--heartbeat-interval", heartbeat])
                 .env(
                     "RUST_LOG",
-                    "warn,skiff_agent::sync::agent=info,skiff_agent::sync::link=warn",
+                    "warn,skiff_agent::sync::agent=info,skiff_agent::sync::link=info",
                 )
                 .env("NO_COLOR", "1");
             if n > 1 {
@@ -497,6 +500,14 @@ fn follow(stderr: std::process::ChildStderr, sink: &Mutex<AgentLog>) {
         if line.contains("sync complete") {
             if let Some(node) = span_node(&line) {
                 l.synced.insert(node, now);
+            }
+        } else if line.contains("connected to broker") {
+            if let Some(node) = span_node(&line) {
+                let attempts = line
+                    .split_once("attempts=")
+                    .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+                    .unwrap_or(0);
+                l.connected.insert(node, (now, attempts));
             }
         } else if line.contains("started pod") {
             l.started_pods += 1;
@@ -535,9 +546,13 @@ impl Drop for Agents {
     }
 }
 
-/// The node of a tracing line, from its `agent{node=…}` span.
+/// The node of a tracing line, from its `agent{node=…}` or `mqtt{node=…}` span.
 fn span_node(line: &str) -> Option<String> {
-    let rest = &line[line.find("agent{node=")? + "agent{node=".len()..];
+    let at = line
+        .find("agent{node=")
+        .map(|i| i + "agent{node=".len())
+        .or_else(|| line.find("mqtt{node=").map(|i| i + "mqtt{node=".len()))?;
+    let rest = &line[at..];
     let end = rest.find(['}', ' '])?;
     Some(rest[..end].to_string())
 }
@@ -606,6 +621,8 @@ mod tests {
     fn span_node_reads_the_agent_span() {
         let line = "2026-01-01T00:00:00Z  INFO simulated{node=bench0-0042}:agent{node=bench0-0042}:message{kind=\"syncDone\"}: skiff_agent::sync::agent: sync complete";
         assert_eq!(span_node(line).as_deref(), Some("bench0-0042"));
+        let line = "2026-01-01T00:00:00Z  INFO simulated{node=bench0-0007}:mqtt{node=bench0-0007}: skiff_agent::sync::link: connected to broker session_present=true attempts=3";
+        assert_eq!(span_node(line).as_deref(), Some("bench0-0007"));
         assert_eq!(span_node("no span here"), None);
     }
 
