@@ -221,17 +221,19 @@ impl Loop {
             | Down::StreamClose { .. } => return true,
         };
         let span = info_span!("message", kind, pod = %pod, revision);
+        let started = std::time::Instant::now();
         let applied = self.a.db.apply_blocking(msg).instrument(span.clone()).await;
+        let write_ms = started.elapsed().as_millis() as u64;
         let _g = span.entered();
         match applied {
             Ok(Applied::Changed) => {
-                info!("desired state changed");
+                info!(write_ms, "desired state changed");
                 true
             }
             Ok(Applied::Synced) => {
                 self.sync_retry = None;
                 self.syncs_unanswered = 0;
-                info!("sync complete");
+                info!(write_ms, "sync complete");
                 true
             }
             Ok(Applied::Ignored) => {

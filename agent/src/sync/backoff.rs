@@ -3,10 +3,12 @@
 //!
 //! A refused TCP connection means the broker's host answered and nothing listens: the
 //! hub (or its broker) is restarting, and a refusal costs it nothing. For the first
-//! [`RESTART_WINDOW`] of an outage such attempts wait at most [`RESTART_CAP`], so a
-//! restarted hub has its fleet back about a second after it listens again. Anything
-//! else (timeouts, unreachable networks, refused logins), and refusals that go on
-//! longer, back off exponentially from 0.5 s to 30 s.
+//! [`RESTART_WINDOW`] of an outage such attempts wait at most [`RESTART_CAP`] and do not
+//! count towards the exponential backoff, so a restarted hub has its fleet back about a
+//! second after it listens again, and an agent that then meets a busy broker starts
+//! backing off from 0.5 s rather than from where its refusals left it. Anything else
+//! (timeouts, unreachable networks, refused logins), and refusals that go on longer,
+//! back off exponentially from 0.5 s to 30 s.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +32,10 @@ fn jitter(ceiling: Duration) -> Duration {
 /// The reconnect schedule of one connection.
 #[derive(Debug, Default)]
 pub(crate) struct Backoff {
+    /// Failed attempts since the last connection.
     attempt: u32,
+    /// Those that count towards the exponential backoff.
+    counted: u32,
     /// When the first failed attempt of this outage failed.
     since: Option<Instant>,
 }
@@ -39,9 +44,11 @@ impl Backoff {
     /// The wait after a failed attempt; `refused` when the TCP connection was refused.
     pub(crate) fn failed(&mut self, refused: bool, now: Instant) -> Duration {
         let since = *self.since.get_or_insert(now);
-        let mut max = ceiling(self.attempt);
+        let mut max = ceiling(self.counted);
         if refused && now.duration_since(since) < RESTART_WINDOW {
             max = max.min(RESTART_CAP);
+        } else {
+            self.counted = self.counted.saturating_add(1);
         }
         self.attempt = self.attempt.saturating_add(1);
         jitter(max)
@@ -86,11 +93,17 @@ mod tests {
             assert!(b.failed(true, at) <= RESTART_CAP, "attempt {i}");
         }
         assert_eq!(b.attempts(), 100);
-        // Past the window the usual ceiling (30 s by now) applies again.
+        // A timeout once the hub is back starts the exponential backoff afresh.
+        let after: Vec<Duration> = (0..3)
+            .map(|_| b.failed(false, t0 + Duration::from_secs(50)))
+            .collect();
+        assert!(after[0] <= BASE && after[1] <= 2 * BASE && after[2] <= 4 * BASE);
+        // Past the window refusals count again and the ceiling grows to 30 s.
         let late: Vec<Duration> = (0..50)
             .map(|_| b.failed(true, t0 + RESTART_WINDOW))
             .collect();
-        assert!(late.iter().any(|d| *d > RESTART_CAP));
+        assert!(late.iter().all(|d| *d <= CAP));
+        assert!(late.iter().any(|d| *d > Duration::from_secs(10)));
     }
 
     #[test]
