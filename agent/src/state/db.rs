@@ -3,10 +3,19 @@
 //! sync, deletions not yet covered by a sync, and the last status reported per pod.
 //!
 //! A message from the hub is written here before the agent acts on it or acknowledges
-//! it, so a crash or reboot without the hub brings back exactly what was promised.
+//! it, so a crash or reboot without the hub brings back exactly what was promised. Those
+//! writes wait for the disk (`fsync`), so [`StateDb::apply_blocking`] runs them on the
+//! blocking pool: an agent loop waits for its own write, while other loops of the
+//! process (and heartbeats) carry on and concurrent fsyncs share journal commits.
+//!
+//! The reported statuses are a cache of what was sent, not a promise: they are
+//! committed without waiting for the disk (`synchronous=NORMAL` for that transaction;
+//! the next durable commit or checkpoint syncs them), and one lost in a power cut only
+//! means that status is sent again.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use skiff_api::protocol::{Down, PodRef};
@@ -29,6 +38,11 @@ pub enum DbError {
         uid: String,
         message: String,
     },
+    #[error("state database {path}: the write task failed: {source}")]
+    Task {
+        path: PathBuf,
+        source: tokio::task::JoinError,
+    },
 }
 
 /// What applying a message changed.
@@ -42,9 +56,10 @@ pub enum Applied {
     Synced,
 }
 
-#[derive(Debug)]
+/// A handle on the database; clones share one connection.
+#[derive(Debug, Clone)]
 pub struct StateDb {
-    conn: Connection,
+    conn: Arc<Mutex<Connection>>,
     path: PathBuf,
 }
 
@@ -87,7 +102,27 @@ impl StateDb {
         )
         .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        Ok(StateDb { conn, path })
+        Ok(StateDb {
+            conn: Arc::new(Mutex::new(conn)),
+            path,
+        })
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (an open transaction
+        // rolls back when dropped), so the connection stays usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`StateDb::apply`] on the blocking pool, so the disk wait holds up no other task.
+    pub async fn apply_blocking(&self, msg: Down) -> Result<Applied, DbError> {
+        let mut db = self.clone();
+        tokio::task::spawn_blocking(move || db.apply(&msg))
+            .await
+            .map_err(|source| DbError::Task {
+                path: self.path.clone(),
+                source,
+            })?
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> DbError + '_ {
@@ -104,7 +139,8 @@ impl StateDb {
             path: path.clone(),
             source,
         };
-        let tx = self.conn.transaction().map_err(&err)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&err)?;
         let sync_rev = read_meta(&tx, "sync_revision").map_err(&err)?;
         let applied = match msg {
             Down::PodUpsert { revision, pod, .. } => {
@@ -193,13 +229,13 @@ impl StateDb {
 
     /// The revision of the last `SyncDone` applied (0: never synced).
     pub fn sync_revision(&self) -> Result<u64, DbError> {
-        read_meta(&self.conn, "sync_revision").map_err(self.err())
+        read_meta(&self.conn(), "sync_revision").map_err(self.err())
     }
 
     /// The pods the agent holds, as told to the hub in a `Sync`.
     pub fn pod_refs(&self) -> Result<Vec<PodRef>, DbError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare_cached("SELECT namespace, name, uid, revision FROM pods ORDER BY uid")
             .map_err(self.err())?;
         let rows = stmt
@@ -217,8 +253,8 @@ impl StateDb {
 
     /// Every desired pod, by uid.
     pub fn desired(&self) -> Result<BTreeMap<String, DesiredPod>, DbError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare_cached("SELECT uid, revision, pod FROM pods")
             .map_err(self.err())?;
         let rows = stmt
@@ -245,8 +281,8 @@ impl StateDb {
 
     /// The last status reported for each pod.
     pub fn reported(&self) -> Result<BTreeMap<String, PodStatus>, DbError> {
-        let mut stmt = self
-            .conn
+        let conn = self.conn();
+        let mut stmt = conn
             .prepare_cached("SELECT uid, status FROM reported")
             .map_err(self.err())?;
         let rows = stmt
@@ -265,20 +301,32 @@ impl StateDb {
 
     pub fn set_reported(&self, uid: &str, status: &PodStatus) -> Result<(), DbError> {
         let json = serde_json::to_string(status).expect("status serializes");
-        self.conn
-            .prepare_cached(
+        self.relaxed(|conn| {
+            conn.prepare_cached(
                 "INSERT INTO reported (uid, status) VALUES (?1, ?2)
                  ON CONFLICT(uid) DO UPDATE SET status = ?2",
             )
             .and_then(|mut s| s.execute(params![uid, json]))
-            .map_err(self.err())?;
-        Ok(())
+        })
     }
 
     pub fn forget_reported(&self, uid: &str) -> Result<(), DbError> {
-        self.conn
-            .execute("DELETE FROM reported WHERE uid = ?1", [uid])
+        self.relaxed(|conn| conn.execute("DELETE FROM reported WHERE uid = ?1", [uid]))
+    }
+
+    /// Runs one write that need not wait for the disk (see the module header), then
+    /// restores `synchronous=FULL` for everything else.
+    fn relaxed(
+        &self,
+        write: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
+    ) -> Result<(), DbError> {
+        let conn = self.conn();
+        conn.execute_batch("PRAGMA synchronous=NORMAL")
             .map_err(self.err())?;
+        let written = write(&conn);
+        let restored = conn.execute_batch("PRAGMA synchronous=FULL");
+        written.map_err(self.err())?;
+        restored.map_err(self.err())?;
         Ok(())
     }
 }
@@ -288,4 +336,49 @@ fn read_meta(conn: &Connection, key: &str) -> rusqlite::Result<u64> {
         .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use skiff_api::protocol::SCHEMA_VERSION;
+
+    use super::*;
+
+    fn synchronous(db: &StateDb) -> i64 {
+        db.conn()
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hub_messages_stay_durable_around_relaxed_status_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        const FULL: i64 = 2;
+        assert_eq!(synchronous(&db), FULL);
+        let status = PodStatus::default();
+        db.set_reported("u1", &status).unwrap();
+        db.set_reported("u2", &status).unwrap();
+        assert_eq!(
+            synchronous(&db),
+            FULL,
+            "a status write left the setting relaxed"
+        );
+        db.forget_reported("u2").unwrap();
+        assert_eq!(synchronous(&db), FULL);
+
+        let done = Down::SyncDone {
+            v: SCHEMA_VERSION,
+            revision: 7,
+            pods: 0,
+        };
+        assert_eq!(db.apply_blocking(done).await.unwrap(), Applied::Synced);
+        drop(db);
+        let db = StateDb::open(dir.path()).unwrap();
+        assert_eq!(db.sync_revision().unwrap(), 7);
+        assert_eq!(
+            db.reported().unwrap().keys().collect::<Vec<_>>(),
+            vec!["u1"]
+        );
+    }
 }

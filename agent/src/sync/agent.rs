@@ -29,10 +29,12 @@ use crate::stream::StreamServer;
 const RESYNC: Duration = Duration::from_secs(5);
 /// The node status is measured again every this many heartbeats.
 const NODE_STATUS_EVERY: u32 = 6;
-/// A sync not answered by `syncDone` within this long is sent again: a broker that
-/// restarted without sessions drops whatever the agent publishes before the hub has
-/// reconnected and subscribed again.
-const SYNC_RETRY: Duration = Duration::from_secs(5);
+/// A sync not answered by `syncDone` within this long is sent again, then after twice
+/// as long, up to [`SYNC_RETRY_MAX`]: a broker that restarted without sessions (the
+/// embedded one restarts with the hub) drops whatever the agent publishes before the
+/// hub has logged in and subscribed again.
+const SYNC_RETRY: Duration = Duration::from_secs(2);
+const SYNC_RETRY_MAX: Duration = Duration::from_secs(30);
 /// How often images no desired pod uses are removed.
 const IMAGE_GC: Duration = Duration::from_secs(300);
 
@@ -63,8 +65,9 @@ struct Loop {
     connected: bool,
     reported: BTreeMap<String, PodStatus>,
     node_status: Option<NodeStatus>,
-    /// When the last unanswered sync was sent.
-    sync_sent: Option<tokio::time::Instant>,
+    /// When an unanswered sync is sent again, and how many were sent unanswered.
+    sync_retry: Option<tokio::time::Instant>,
+    syncs_unanswered: u32,
     /// Where each container's crash-loop back-off was last reset (see
     /// [`Action::ResetBackoff`]). Kept in memory: after an agent restart a back-off counts
     /// every restart again, erring on the long side.
@@ -98,7 +101,8 @@ impl NodeAgent {
             connected: false,
             reported,
             node_status: None,
-            sync_sent: None,
+            sync_retry: None,
+            syncs_unanswered: 0,
             backoff_resets: BTreeMap::new(),
             probes,
         };
@@ -136,6 +140,7 @@ impl Loop {
                     None => break,
                     Some(LinkEvent::Connected) => {
                         self.connected = true;
+                        self.syncs_unanswered = 0;
                         self.send_sync();
                         self.send_node_status(true);
                         self.pass();
@@ -149,7 +154,7 @@ impl Loop {
                         }
                     }
                     Some(LinkEvent::Down { msg, ack }) => {
-                        if self.down(&msg) {
+                        if self.down(msg).await {
                             if let Err(e) = self.a.link.ack(ack) {
                                 warn!(error = %e, "cannot acknowledge");
                             }
@@ -166,12 +171,13 @@ impl Loop {
                         if beats.is_multiple_of(NODE_STATUS_EVERY) {
                             self.send_node_status(false);
                         }
-                        if self.sync_sent.is_some_and(|t| t.elapsed() >= SYNC_RETRY) {
-                            // The node status may have been lost with the sync.
-                            self.send_sync();
-                            self.send_node_status(true);
-                        }
                     }
+                }
+                () = sleep_until(self.sync_retry), if self.connected => {
+                    debug!(unanswered = self.syncs_unanswered, "sync not answered; sending it again");
+                    // The node status may have been lost with the sync.
+                    self.send_sync();
+                    self.send_node_status(true);
                 }
                 _ = resync.tick() => self.pass(),
                 _ = image_gc.tick() => self.collect_images(),
@@ -190,9 +196,9 @@ impl Loop {
     }
 
     /// Persists a message; false when it could not be (it is then not acknowledged,
-    /// and the broker redelivers it).
-    fn down(&mut self, msg: &Down) -> bool {
-        let (kind, pod, revision) = match msg {
+    /// and the broker redelivers it). The loop waits for the write, off its thread.
+    async fn down(&mut self, msg: Down) -> bool {
+        let (kind, pod, revision) = match &msg {
             Down::PodUpsert { revision, pod, .. } => (
                 "upsert",
                 format!(
@@ -214,15 +220,20 @@ impl Loop {
             | Down::StreamAck { .. }
             | Down::StreamClose { .. } => return true,
         };
-        let _g = info_span!("message", kind, pod = %pod, revision).entered();
-        match self.a.db.apply(msg) {
+        let span = info_span!("message", kind, pod = %pod, revision);
+        let started = std::time::Instant::now();
+        let applied = self.a.db.apply_blocking(msg).instrument(span.clone()).await;
+        let write_ms = started.elapsed().as_millis() as u64;
+        let _g = span.entered();
+        match applied {
             Ok(Applied::Changed) => {
-                info!("desired state changed");
+                info!(write_ms, "desired state changed");
                 true
             }
             Ok(Applied::Synced) => {
-                self.sync_sent = None;
-                info!("sync complete");
+                self.sync_retry = None;
+                self.syncs_unanswered = 0;
+                info!(write_ms, "sync complete");
                 true
             }
             Ok(Applied::Ignored) => {
@@ -247,7 +258,11 @@ impl Loop {
     }
 
     fn send_sync(&mut self) {
-        self.sync_sent = Some(tokio::time::Instant::now());
+        let wait = SYNC_RETRY
+            .saturating_mul(1 << self.syncs_unanswered.min(8))
+            .min(SYNC_RETRY_MAX);
+        self.syncs_unanswered = self.syncs_unanswered.saturating_add(1);
+        self.sync_retry = Some(tokio::time::Instant::now() + wait);
         let (revision, pods) = match (self.a.db.sync_revision(), self.a.db.pod_refs()) {
             (Ok(r), Ok(p)) => (r, p),
             (Err(e), _) | (_, Err(e)) => {
@@ -495,6 +510,14 @@ impl Loop {
         for (uid, work) in work {
             self.exec.spawn(uid, work);
         }
+    }
+}
+
+/// Waits until `at`; forever when there is nothing to wait for.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -16,7 +16,7 @@ use skiff_api::protocol::{
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::backoff;
+use super::backoff::Backoff;
 use crate::state::Credentials;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(30);
@@ -197,6 +197,11 @@ impl HubLink for MqttLink {
     }
 }
 
+/// Whether the broker's host refused the TCP connection (nothing listens there).
+fn refused(e: &rumqttc::ConnectionError) -> bool {
+    matches!(e, rumqttc::ConnectionError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
 struct LinkTask {
     node: String,
     key: NodeKey,
@@ -212,9 +217,11 @@ struct LinkTask {
 
 impl LinkTask {
     async fn run(mut self) {
-        let mut attempt: u32 = 0;
+        let mut backoff = Backoff::default();
         let mut connected = false;
         let mut permit = None;
+        // When the connection was lost, for the log line of the reconnect.
+        let mut lost_at: Option<std::time::Instant> = None;
         loop {
             if self.eventloop.network.is_none() {
                 // The will is sealed afresh for every connection so its `s` is current.
@@ -243,9 +250,14 @@ impl LinkTask {
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                     permit = None;
-                    attempt = 0;
+                    let attempts = backoff.attempts();
+                    backoff.reset();
                     connected = true;
-                    info!(session_present = ack.session_present, "connected to broker");
+                    let down_ms = lost_at.take().map(|t| t.elapsed().as_millis() as u64);
+                    info!(
+                        session_present = ack.session_present,
+                        attempts, down_ms, "connected to broker"
+                    );
                     if let Err(e) = self.client.try_subscribe(&self.down, QoS::AtLeastOnce) {
                         warn!(error = %e, "cannot subscribe");
                     }
@@ -267,18 +279,19 @@ impl LinkTask {
                     permit = None;
                     if connected {
                         connected = false;
+                        lost_at = Some(std::time::Instant::now());
                         warn!(error = %e, "lost the broker");
                         if self.tx.send(LinkEvent::Disconnected).await.is_err() {
                             return;
                         }
                     } else {
-                        debug!(error = %e, attempt, "cannot reach the broker");
+                        debug!(error = %e, attempt = backoff.attempts(), "cannot reach the broker");
                     }
                     if self.tx.is_closed() {
                         return;
                     }
-                    tokio::time::sleep(backoff::delay(attempt)).await;
-                    attempt = attempt.saturating_add(1);
+                    let wait = backoff.failed(refused(&e), std::time::Instant::now());
+                    tokio::time::sleep(wait).await;
                 }
             }
         }

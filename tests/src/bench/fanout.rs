@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Agents, Broker, Hub, HubSetup, Mosquitto, load, median, percentile};
+use super::{
+    Agents, Broker, Hub, HubSetup, Mosquitto, clock_ticks, cpu_ticks, load, median, percentile,
+};
 
 /// Medians over the rounds of one broker, milliseconds.
 struct Figures {
@@ -56,7 +58,7 @@ fn one_broker(nodes: usize, broker: Broker, rounds: usize) -> Result<Figures> {
     let setup = HubSetup::new(&tmp.path().join("hub"), mosquitto.as_ref())?;
     let hub = Hub::start(&setup)?;
     let start = Instant::now();
-    let _agents = Agents::start(&hub, &tmp.path().join("agents"), nodes, "10s")?;
+    let agents = Agents::start(&hub, &tmp.path().join("agents"), nodes, "10s")?;
     let mut names = hub.wait_nodes_ready(nodes, Duration::from_secs(900))?;
     names.sort();
     println!(
@@ -71,6 +73,8 @@ fn one_broker(nodes: usize, broker: Broker, rounds: usize) -> Result<Figures> {
             .iter()
             .map(|n| (format!("f{round}-{n}"), n.clone()))
             .collect();
+        let cpu = |pids: &[u32]| pids.iter().filter_map(|p| cpu_ticks(*p).ok()).sum::<u64>();
+        let (hub0, agents0) = (cpu(&[hub.pid()]), cpu(&agents.pids()));
         let first = Instant::now();
         let created = hub.create_bound(&pods, 32)?;
         let create_s = first.elapsed().as_secs_f64();
@@ -99,6 +103,12 @@ fn one_broker(nodes: usize, broker: Broker, rounds: usize) -> Result<Figures> {
         let last = seen.values().max().context("no pods")?;
         let total = last.duration_since(first).as_secs_f64() * 1000.0;
         let (p50, p99) = (percentile(&lat, 50.0), percentile(&lat, 99.0));
+        split(&agents, &pods, &created, &seen);
+        println!(
+            "      CPU from the first create to the last Running: hub {:.2} s, agents {:.2} s",
+            (cpu(&[hub.pid()]) - hub0) as f64 / clock_ticks(),
+            (cpu(&agents.pids()) - agents0) as f64 / clock_ticks()
+        );
         println!(
             "    round {}: creates took {create_s:.2} s; p50 {p50:.0} ms, p99 {p99:.0} ms, max {:.0} ms, total {total:.0} ms ({})",
             round + 1,
@@ -115,6 +125,57 @@ fn one_broker(nodes: usize, broker: Broker, rounds: usize) -> Result<Figures> {
         p99: median(&mut p99s),
         total: median(&mut totals),
     })
+}
+
+/// Prints where the latency went: create returned -> the agent persisted the pod
+/// (hub store, watch, dispatch, broker, agent write) and persisted -> watch shows
+/// Running (start, status up, hub status write, watch).
+fn split(
+    agents: &Agents,
+    pods: &[(String, String)],
+    created: &HashMap<String, Instant>,
+    seen: &HashMap<String, Instant>,
+) {
+    let mut l = agents.log.lock().expect("agent log");
+    let mut writes = std::mem::take(&mut l.write_ms);
+    let mut starts = std::mem::take(&mut l.start_ms);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (mut down, mut up) = (vec![], vec![]);
+    for (p, _) in pods {
+        if let (Some(c), Some(at), Some(s)) = (created.get(p), l.persisted.get(p), seen.get(p)) {
+            down.push(ms(at.saturating_duration_since(*c)));
+            up.push(ms(s.saturating_duration_since(*at)));
+        }
+    }
+    drop(l);
+    if down.is_empty() {
+        return;
+    }
+    down.sort_by(f64::total_cmp);
+    up.sort_by(f64::total_cmp);
+    let pct = |v: &[f64]| {
+        format!(
+            "p50 {:.0} p90 {:.0} p99 {:.0} ms",
+            percentile(v, 50.0),
+            percentile(v, 90.0),
+            percentile(v, 99.0)
+        )
+    };
+    println!(
+        "      {} pods: created -> agent persisted {}; persisted -> watch Running {}",
+        down.len(),
+        pct(&down),
+        pct(&up)
+    );
+    writes.sort_by(f64::total_cmp);
+    starts.sort_by(f64::total_cmp);
+    if !writes.is_empty() && !starts.is_empty() {
+        println!(
+            "      agent desired-state write {}; runtime start {}",
+            pct(&writes),
+            pct(&starts)
+        );
+    }
 }
 
 /// Follows `GET /api/v1/pods?watch=true`; records when each pod is first seen Running.

@@ -430,6 +430,16 @@ fn bound_pod(name: &str, node: &str) -> String {
 pub(crate) struct AgentLog {
     /// Per node, when its last `sync complete` line was read.
     pub(crate) synced: HashMap<String, Instant>,
+    /// Per node, when its last `connected to broker` line was read, and the number of
+    /// failed attempts that line reported.
+    pub(crate) connected: HashMap<String, (Instant, u32)>,
+    /// Per pod name, when a `desired state changed` line for it was first read: the
+    /// agent had persisted the pod.
+    pub(crate) persisted: HashMap<String, Instant>,
+    /// How long each of those writes took, as the agent logged it (`write_ms`).
+    pub(crate) write_ms: Vec<f64>,
+    /// How long each pod start took in the runtime, as the agent logged it (`ms`).
+    pub(crate) start_ms: Vec<f64>,
     pub(crate) started_pods: usize,
     pub(crate) stopped_pods: usize,
     pub(crate) restarted_containers: usize,
@@ -465,7 +475,7 @@ impl Agents {
                 .args(["--heartbeat-interval", heartbeat])
                 .env(
                     "RUST_LOG",
-                    "warn,skiff_agent::sync::agent=info,skiff_agent::sync::link=warn",
+                    "warn,skiff_agent::sync::agent=info,skiff_agent::sync::link=info,skiff_agent::sync::worker=info",
                 )
                 .env("NO_COLOR", "1")
                 // Agents here never run real containers, one alone included.
@@ -501,8 +511,26 @@ fn follow(stderr: std::process::ChildStderr, sink: &Mutex<AgentLog>) {
             if let Some(node) = span_node(&line) {
                 l.synced.insert(node, now);
             }
+        } else if line.contains("desired state changed") {
+            if let Some(pod) = span_pod(&line) {
+                l.persisted.entry(pod).or_insert(now);
+            }
+            if let Some(ms) = field(&line, "write_ms") {
+                l.write_ms.push(ms);
+            }
+        } else if line.contains("connected to broker") {
+            if let Some(node) = span_node(&line) {
+                let attempts = line
+                    .split_once("attempts=")
+                    .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+                    .unwrap_or(0);
+                l.connected.insert(node, (now, attempts));
+            }
         } else if line.contains("started pod") {
             l.started_pods += 1;
+            if let Some(ms) = field(&line, "ms") {
+                l.start_ms.push(ms);
+            }
         } else if line.contains("stopped pod") {
             l.stopped_pods += 1;
         } else if line.contains("restarted container") {
@@ -538,11 +566,29 @@ impl Drop for Agents {
     }
 }
 
-/// The node of a tracing line, from its `agent{node=…}` span.
+/// The node of a tracing line, from its `agent{node=…}` or `mqtt{node=…}` span.
 fn span_node(line: &str) -> Option<String> {
-    let rest = &line[line.find("agent{node=")? + "agent{node=".len()..];
+    let at = line
+        .find("agent{node=")
+        .map(|i| i + "agent{node=".len())
+        .or_else(|| line.find("mqtt{node=").map(|i| i + "mqtt{node=".len()))?;
+    let rest = &line[at..];
     let end = rest.find(['}', ' '])?;
     Some(rest[..end].to_string())
+}
+
+/// A numeric `name=value` field of a tracing line.
+fn field(line: &str, name: &str) -> Option<f64> {
+    let key = format!(" {name}=");
+    let rest = &line[line.find(&key)? + key.len()..];
+    rest.split([' ', '}']).next()?.parse().ok()
+}
+
+/// The pod name of a tracing line's `message{… pod=namespace/name …}` span.
+fn span_pod(line: &str) -> Option<String> {
+    let rest = &line[line.find(" pod=")? + " pod=".len()..];
+    let full = &rest[..rest.find(['}', ' '])?];
+    Some(full.rsplit('/').next()?.to_string())
 }
 
 /// Resident set size of a process, KiB.
@@ -609,6 +655,10 @@ mod tests {
     fn span_node_reads_the_agent_span() {
         let line = "2026-01-01T00:00:00Z  INFO simulated{node=bench0-0042}:agent{node=bench0-0042}:message{kind=\"syncDone\"}: skiff_agent::sync::agent: sync complete";
         assert_eq!(span_node(line).as_deref(), Some("bench0-0042"));
+        let line = "2026-01-01T00:00:00Z  INFO simulated{node=bench0-0007}:mqtt{node=bench0-0007}: skiff_agent::sync::link: connected to broker session_present=true attempts=3";
+        assert_eq!(span_node(line).as_deref(), Some("bench0-0007"));
+        let line = "2026-01-01T00:00:00Z  INFO simulated{node=bench0-0042}:agent{node=bench0-0042}:message{kind=\"upsert\" pod=default/f0-bench0-0042 revision=77}: skiff_agent::sync::agent: desired state changed";
+        assert_eq!(span_pod(line).as_deref(), Some("f0-bench0-0042"));
         assert_eq!(span_node("no span here"), None);
     }
 

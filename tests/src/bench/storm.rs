@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::{Agents, Hub, HubSetup, load, median};
+use super::{Agents, Hub, HubSetup, load, median, percentile};
 
 pub(crate) fn run(agents: usize, rounds: usize) -> Result<()> {
     println!(
@@ -77,6 +77,7 @@ pub(crate) fn run(agents: usize, rounds: usize) -> Result<()> {
             std::thread::sleep(Duration::from_millis(100));
         };
         let converged = last.duration_since(t0).as_secs_f64();
+        spread(&fleet, &names, t0);
         // Statuses the agents re-report after the sync land moments later.
         std::thread::sleep(Duration::from_secs(3));
         let (total, ready) = hub.nodes_ready()?;
@@ -112,6 +113,50 @@ pub(crate) fn run(agents: usize, rounds: usize) -> Result<()> {
     drop(fleet);
     hub.stop()?;
     Ok(())
+}
+
+/// Prints when, after the restart at `t0`, the agents reconnected and re-synced, and
+/// how many failed attempts their reconnects took: where the time went.
+fn spread(fleet: &Agents, names: &[String], t0: Instant) {
+    let l = fleet.log.lock().expect("agent log");
+    let since = |t: Instant| t.saturating_duration_since(t0).as_secs_f64() * 1000.0;
+    let mut connected = vec![];
+    let mut lag = vec![];
+    let mut attempts: std::collections::BTreeMap<u32, usize> = Default::default();
+    for n in names {
+        let Some(&(c, a)) = l.connected.get(n).filter(|(c, _)| *c > t0) else {
+            continue;
+        };
+        connected.push(since(c));
+        *attempts.entry(a).or_default() += 1;
+        if let Some(&s) = l.synced.get(n).filter(|s| **s > t0) {
+            lag.push(s.saturating_duration_since(c).as_secs_f64() * 1000.0);
+        }
+    }
+    drop(l);
+    if connected.is_empty() {
+        return;
+    }
+    connected.sort_by(f64::total_cmp);
+    lag.sort_by(f64::total_cmp);
+    let pct = |v: &[f64]| {
+        format!(
+            "p10 {:.0} p50 {:.0} p90 {:.0} p99 {:.0} max {:.0} ms",
+            percentile(v, 10.0),
+            percentile(v, 50.0),
+            percentile(v, 90.0),
+            percentile(v, 99.0),
+            v[v.len() - 1]
+        )
+    };
+    println!(
+        "      reconnected after restart: {} agents, {}; failed attempts before it {attempts:?}",
+        connected.len(),
+        pct(&connected)
+    );
+    if !lag.is_empty() {
+        println!("      connect -> sync complete: {}", pct(&lag));
+    }
 }
 
 /// Waits until `n` pods are Running; returns, per pod, what identifies its containers'
