@@ -27,19 +27,25 @@ pub(crate) fn write_json(
     path: &Path,
     value: &impl serde::Serialize,
 ) -> Result<(), RuntimeError> {
+    let json = serde_json::to_vec(value).expect("record serializes");
+    write_atomic(dir, path, &json)
+}
+
+/// Replaces `path` (in `dir`) with `bytes` durably: a temp file written and fsynced,
+/// renamed over it, then the directory fsynced. A crash leaves the old file or the new.
+pub(crate) fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), RuntimeError> {
     let tmp = path.with_extension("tmp");
     let io = |source| RuntimeError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let json = serde_json::to_vec(value).expect("record serializes");
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .open(&tmp)
         .map_err(io)?;
-    f.write_all(&json).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
     f.sync_all().map_err(io)?;
     drop(f);
     std::fs::rename(&tmp, path).map_err(io)?;

@@ -13,8 +13,8 @@
 //! JSON files (written by earlier agents) are read as they are.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::OpenOptions;
+use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -153,28 +153,13 @@ fn newest_slot(bytes: &[u8]) -> Option<Newest> {
 /// Writes a fresh record file: both slots allocated (zeros in the second), made durable
 /// under a temporary name and renamed into place.
 fn write_whole(dir: &Path, path: &Path, seq: u64, json: &[u8]) -> Result<(), RuntimeError> {
-    let io = |source| RuntimeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     // Room for the record to grow to twice its size before a whole rewrite is needed.
     let slot_size = (HEADER + json.len()) * 2;
     let slot_size = slot_size.div_ceil(PAGE) * PAGE;
     let mut buf = vec![0u8; slot_size * 2];
     let slot = encode_slot(seq, json);
     buf[..slot.len()].copy_from_slice(&slot);
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(&buf).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    crate::runtime::records::write_atomic(dir, path, &buf)
 }
 
 /// The JSON of a record file: the newest valid slot, or the whole file when it is
