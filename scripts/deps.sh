@@ -6,8 +6,9 @@ set -euo pipefail
 # `--build-only`: just what building and running Skiff needs (the quick start); without it,
 # everything the tests and benchmarks need too.
 packages=(
-  # host build (Debian's Rust toolchain is the fallback when no rustup toolchain is installed)
-  gcc pkg-config rustc-web cargo-web
+  # host build (Debian's Rust toolchain is the fallback when no rustup toolchain is installed;
+  # make builds the hub's jemalloc)
+  gcc make pkg-config rustc-web cargo-web
   # the agent's container runtime (libcontainer's seccomp support links libseccomp)
   libseccomp-dev
   # the quick start's busybox image, built offline (scripts/busybox-image.sh)
