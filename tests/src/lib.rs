@@ -604,3 +604,14 @@ impl Fleet {
             })
     }
 }
+
+/// Mount points under `dir` in this mount namespace (overlays, namespace files,
+/// volumes), as lines of `/proc/self/mountinfo`.
+pub fn mounts_under(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
+    let prefix = dir.display().to_string();
+    Ok(std::fs::read_to_string("/proc/self/mountinfo")?
+        .lines()
+        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
+        .map(str::to_string)
+        .collect())
+}

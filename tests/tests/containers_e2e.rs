@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff_tests::image::TestImage;
-use skiff_tests::{BrokerKind, Fleet};
+use skiff_tests::{BrokerKind, Fleet, mounts_under};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -25,17 +25,6 @@ fn running(p: &Value) -> bool {
 
 fn text(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Mounts under `dir` (overlays, namespace files, volumes) in this mount namespace.
-fn mounts_under(dir: &std::path::Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .expect("mountinfo")
-        .lines()
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-        .map(str::to_string)
-        .collect()
 }
 
 /// A hub with the busybox image imported as `busybox:1`, and one joined agent with the
@@ -66,7 +55,7 @@ fn device(node: &str) -> (Fleet, skiff_tests::Agent) {
 fn wait_all_gone(hub: &skiff_tests::Hub, agent: &skiff_tests::Agent, state: &std::path::Path) {
     let deadline = Instant::now() + WAIT;
     loop {
-        let left = mounts_under(state);
+        let left = mounts_under(state).expect("mountinfo");
         let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
         let pods = list["items"].as_array().map_or(0, Vec::len);
         if left.is_empty() && pods == 0 {

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{
     Agents, Broker, Hub, HubSetup, Mosquitto, clock_ticks, cpu_ticks, load, median, percentile,
+    percentiles,
 };
 
 /// Medians over the rounds of one broker, milliseconds.
@@ -153,14 +154,7 @@ fn split(
     }
     down.sort_by(f64::total_cmp);
     up.sort_by(f64::total_cmp);
-    let pct = |v: &[f64]| {
-        format!(
-            "p50 {:.0} p90 {:.0} p99 {:.0} ms",
-            percentile(v, 50.0),
-            percentile(v, 90.0),
-            percentile(v, 99.0)
-        )
-    };
+    let pct = |v: &[f64]| percentiles(v, &[50.0, 90.0, 99.0]);
     println!(
         "      {} pods: created -> agent persisted {}; persisted -> watch Running {}",
         down.len(),

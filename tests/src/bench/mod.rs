@@ -641,6 +641,18 @@ pub(crate) fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// "p50 12 p99 30 ms" for the given percentiles of sorted values (100 prints as max).
+pub(crate) fn percentiles(sorted: &[f64], ps: &[f64]) -> String {
+    let parts: Vec<String> = ps
+        .iter()
+        .map(|&p| match p {
+            100.0 => format!("max {:.0}", percentile(sorted, p)),
+            _ => format!("p{p} {:.0}", percentile(sorted, p)),
+        })
+        .collect();
+    format!("{} ms", parts.join(" "))
+}
+
 /// Nearest-rank percentile of sorted values.
 pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -669,5 +681,12 @@ mod tests {
         assert_eq!(percentile(&v, 99.0), 99.0);
         assert_eq!(percentile(&v, 100.0), 100.0);
         assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn percentiles_name_each_percentile_and_the_max() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentiles(&v, &[50.0, 99.0]), "p50 50 p99 99 ms");
+        assert_eq!(percentiles(&v, &[10.0, 100.0]), "p10 10 max 100 ms");
     }
 }

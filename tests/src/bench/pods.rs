@@ -271,21 +271,20 @@ fn delete_all(hub: &Hub, state: &Path, pods: usize) -> Result<()> {
             delete(hub, name)?;
         }
     }
-    let prefix = state.display().to_string();
     let deadline = Instant::now() + Duration::from_secs(60 + pods as u64 / 10);
     loop {
         let left = hub.get("/api/v1/namespaces/default/pods")?["items"]
             .as_array()
             .map_or(0, Vec::len);
-        let mounts = std::fs::read_to_string("/proc/self/mountinfo")?
-            .lines()
-            .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-            .count();
+        let mounts = skiff_tests::mounts_under(state)?.len();
         if left == 0 && mounts == 0 {
             return Ok(());
         }
         if Instant::now() > deadline {
-            bail!("cleanup: {left} pods and {mounts} mounts left under {prefix}");
+            bail!(
+                "cleanup: {left} pods and {mounts} mounts left under {}",
+                state.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

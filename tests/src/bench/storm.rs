@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use super::{Agents, Hub, HubSetup, load, median, percentile};
+use super::{Agents, Hub, HubSetup, load, median, percentiles};
 
 pub(crate) fn run(agents: usize, rounds: usize) -> Result<()> {
     println!(
@@ -139,16 +139,7 @@ fn spread(fleet: &Agents, names: &[String], t0: Instant) {
     }
     connected.sort_by(f64::total_cmp);
     lag.sort_by(f64::total_cmp);
-    let pct = |v: &[f64]| {
-        format!(
-            "p10 {:.0} p50 {:.0} p90 {:.0} p99 {:.0} max {:.0} ms",
-            percentile(v, 10.0),
-            percentile(v, 50.0),
-            percentile(v, 90.0),
-            percentile(v, 99.0),
-            v[v.len() - 1]
-        )
-    };
+    let pct = |v: &[f64]| percentiles(v, &[10.0, 50.0, 90.0, 99.0, 100.0]);
     println!(
         "      reconnected after restart: {} agents, {}; failed attempts before it {attempts:?}",
         connected.len(),
