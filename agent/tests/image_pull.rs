@@ -9,6 +9,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+mod common;
+
 use serde_json::json;
 use sha2::Digest;
 use skiff_agent::image::{
@@ -280,36 +282,13 @@ struct TestPki {
 impl TestPki {
     fn new() -> TestPki {
         let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("openssl (Debian package openssl) is needed for the https tests");
-            assert!(out.status.success(), "openssl {args:?}: {out:?}");
-        };
+        let run = |args: &[&str]| common::openssl(dir.path(), args);
         std::fs::write(
             dir.path().join("san.ext"),
             "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
         )
         .unwrap();
-        run(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=Skiff test CA",
-        ]);
+        common::self_signed(dir.path(), "ca.key", "ca.pem", "/CN=Skiff test CA");
         run(&[
             "req",
             "-newkey",

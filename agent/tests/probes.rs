@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use skiff_agent::node::HostPaths;
 use skiff_agent::probe::{
     Check, MAX_EXEC_OUTPUT, Outcome, ProbeKind, ProbeManager, ProbeResult, attempt, exec, http_get,
@@ -203,28 +205,7 @@ fn https_get_speaks_tls_without_verifying_the_certificate() {
     // A real TLS server: `openssl s_server -www` answers any GET with 200, over a
     // self-signed certificate no root trusts.
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "key.pem",
-            "-out",
-            "cert.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=probe-target",
-        ])
-        .current_dir(dir.path())
-        .output()
-        .expect("openssl (Debian package openssl) is needed for the HTTPS probe test");
-    assert!(out.status.success(), "{out:?}");
+    common::self_signed(dir.path(), "key.pem", "cert.pem", "/CN=probe-target");
     let port = closed_port();
     let mut server = std::process::Command::new("openssl")
         .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
