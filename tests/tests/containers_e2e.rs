@@ -53,20 +53,25 @@ fn device(node: &str) -> (Fleet, skiff_tests::Agent) {
 
 /// Waits until the hub has no pod left and no mount remains under `state`.
 fn wait_all_gone(hub: &skiff_tests::Hub, agent: &skiff_tests::Agent, state: &std::path::Path) {
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(agent, || {
         let left = mounts_under(state).expect("mountinfo");
         let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
         let pods = list["items"].as_array().map_or(0, Vec::len);
-        if left.is_empty() && pods == 0 {
-            break;
-        }
+        (!left.is_empty() || pods != 0).then(|| format!("{pods} pods, mounts left: {left:#?}"))
+    });
+}
+
+/// Polls `check` until it finds nothing wrong (`None`); after [`WAIT`] fails with what it
+/// last found and the agent's log.
+fn eventually(agent: &skiff_tests::Agent, mut check: impl FnMut() -> Option<String>) {
+    let deadline = Instant::now() + WAIT;
+    while let Some(wrong) = check() {
         assert!(
             Instant::now() < deadline,
-            "{pods} pods, mounts left: {left:#?}\nagent log:\n{}",
+            "{wrong}\nagent log:\n{}",
             agent.log()
         );
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -96,19 +101,10 @@ fn pods_run_real_containers_end_to_end() {
     );
 
     // Logs through the hub.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(&agent, || {
         let out = hub.skiff(&["logs", "hello"]);
-        if text(&out).contains("hello from skiff") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no log line: {out:?}\nagent log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (!text(&out).contains("hello from skiff")).then(|| format!("no log line: {out:?}"))
+    });
 
     // Exec: output, the remote exit code, stdin.
     let out = hub.skiff(&["exec", "hello", "--", "cat", "/etc/hostname"]);
@@ -153,22 +149,14 @@ fn pods_run_real_containers_end_to_end() {
             .status
             .success()
     };
-    let deadline = Instant::now() + WAIT;
-    while !sleeping() {
-        assert!(Instant::now() < deadline, "the exec'd command never ran");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(&agent, || {
+        (!sleeping()).then(|| "the exec'd command never ran".to_string())
+    });
     detached.kill().unwrap();
     detached.wait().unwrap();
-    let deadline = Instant::now() + WAIT;
-    while sleeping() {
-        assert!(
-            Instant::now() < deadline,
-            "the exec'd command outlived its session\nagent log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(&agent, || {
+        sleeping().then(|| "the exec'd command outlived its session".to_string())
+    });
 
     // An image the hub does not have: the pod shows why, with an event.
     hub.skiff_ok(&["run", "broken", "--image", "nosuch:1"]);
@@ -291,19 +279,10 @@ spec:
         .cloned()
         .unwrap();
     assert_eq!(initialized["status"], "True", "{pod}");
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually(&agent, || {
         let out = hub.skiff(&["logs", "seeded", "-c", "app"]);
-        if text(&out) == "one\ntwo\n" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "app log: {out:?}\nagent log:\n{}",
-            agent.log()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+        (text(&out) != "one\ntwo\n").then(|| format!("app log: {out:?}"))
+    });
 
     // A failing init container is restarted with back-off; the pod stays Pending and
     // its app container never starts.
