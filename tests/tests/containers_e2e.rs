@@ -131,33 +131,6 @@ fn pods_run_real_containers_end_to_end() {
     );
     assert!(out.status.success(), "{out:?}\nagent log:\n{}", agent.log());
     assert_eq!(text(&out).trim(), big.len().to_string());
-    // A command that closes its output and runs on dies with the session: the client
-    // goes away, and nothing is left running in the container.
-    let mut detached = hub
-        .skiff_command()
-        .args(["exec", "hello", "--", "sh", "-c"])
-        .arg("exec >/dev/null 2>&1; sleep 4242")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let sleeping = || {
-        std::process::Command::new("pgrep")
-            .args(["-f", "sleep 4242"])
-            .output()
-            .unwrap()
-            .status
-            .success()
-    };
-    eventually(&agent, || {
-        (!sleeping()).then(|| "the exec'd command never ran".to_string())
-    });
-    detached.kill().unwrap();
-    detached.wait().unwrap();
-    eventually(&agent, || {
-        sleeping().then(|| "the exec'd command outlived its session".to_string())
-    });
-
     // An image the hub does not have: the pod shows why, with an event.
     hub.skiff_ok(&["run", "broken", "--image", "nosuch:1"]);
     let pod = hub.wait_for(&pod_path("broken"), WAIT, |p| {
