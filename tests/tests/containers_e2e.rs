@@ -75,6 +75,29 @@ fn eventually(agent: &skiff_tests::Agent, mut check: impl FnMut() -> Option<Stri
     }
 }
 
+/// The command lines (arguments joined by spaces) of the processes whose command line
+/// contains `needle`, other than this one.
+fn processes_with(needle: &str) -> Vec<String> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n != me && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| {
+            String::from_utf8_lossy(&c)
+                .replace('\0', " ")
+                .trim_end()
+                .to_string()
+        })
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
 #[test]
 fn pods_run_real_containers_end_to_end() {
     let (fleet, mut agent) = device("dev-1");
@@ -131,6 +154,45 @@ fn pods_run_real_containers_end_to_end() {
     );
     assert!(out.status.success(), "{out:?}\nagent log:\n{}", agent.log());
     assert_eq!(text(&out).trim(), big.len().to_string());
+    // A command that closes its output and runs on dies with its session when the
+    // client goes away, whether it was already running or still being started: nothing
+    // is left in the container, neither the command nor a half-started one.
+    let exec_detached = |tag: &str| {
+        hub.skiff_command()
+            .args(["exec", "hello", "--", "sh", "-c"])
+            .arg(format!("exec >/dev/null 2>&1; exec sleep {tag}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut live = exec_detached("4242");
+    eventually(&agent, || {
+        processes_with("sleep 4242")
+            .iter()
+            .all(|c| !c.starts_with("sleep"))
+            .then(|| "the exec'd command never ran".to_string())
+    });
+    live.kill().unwrap();
+    live.wait().unwrap();
+    for (i, delay_ms) in [0u64, 10, 25, 50].into_iter().enumerate() {
+        let tag = format!("424{}", 3 + i);
+        let mut starting = exec_detached(&tag);
+        let deadline = Instant::now() + WAIT;
+        while !processes_with(&format!("sleep {tag}"))
+            .iter()
+            .any(|c| c.contains("__container exec"))
+        {
+            assert!(Instant::now() < deadline, "the exec helper never started");
+        }
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        starting.kill().unwrap();
+        starting.wait().unwrap();
+    }
+    eventually(&agent, || {
+        let left = processes_with("sleep 424");
+        (!left.is_empty()).then(|| format!("left behind by closed exec sessions: {left:?}"))
+    });
     // An image the hub does not have: the pod shows why, with an event.
     hub.skiff_ok(&["run", "broken", "--image", "nosuch:1"]);
     let pod = hub.wait_for(&pod_path("broken"), WAIT, |p| {

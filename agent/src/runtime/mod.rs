@@ -72,7 +72,8 @@ pub struct ExecRequest<'a> {
 pub trait ExecProcess: Send + Sync + std::fmt::Debug {
     /// Blocks until the process ends and returns its exit code (128 + signal when killed).
     fn wait(&self) -> Result<i32, RuntimeError>;
-    /// Kills the process (SIGKILL) without waiting; works while another thread waits.
+    /// Kills the process (SIGKILL) without waiting for it to end; works while another
+    /// thread waits. A process still being started may be waited for until it exists.
     fn kill(&self) -> Result<(), RuntimeError>;
 }
 

@@ -65,6 +65,17 @@ fn pump_in(write: OwnedFd, mut input: mpsc::Receiver<Input>, taken: watch::Sende
     });
 }
 
+/// Kills the command off the async threads: a command still being started is waited
+/// for, so that it is the command that dies and not only its starter.
+async fn kill(proc: &Arc<dyn ExecProcess>) {
+    let proc = proc.clone();
+    match tokio::task::spawn_blocking(move || proc.kill()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!(error = %e, "cannot kill the command"),
+        Err(e) => warn!(error = %e, "killing the command failed"),
+    }
+}
+
 /// Runs one exec session and ends it.
 pub(crate) async fn serve(
     rt: Arc<dyn ContainerRuntime>,
@@ -134,7 +145,7 @@ pub(crate) async fn serve(
     }
     .await;
     if let Err(e) = started {
-        let _ = proc.kill();
+        kill(&proc).await;
         out.end(None, Some(e.to_string())).await;
         return;
     }
@@ -170,9 +181,7 @@ pub(crate) async fn serve(
     }
     if let Some(why) = &failed {
         debug!(reason = %why, "killing the command");
-        if let Err(e) = proc.kill() {
-            warn!(error = %e, "cannot kill the command");
-        }
+        kill(&proc).await;
     }
     // Both outputs are closed (or the command was killed). A command can close them
     // and keep running: closing the session still kills it.
@@ -185,9 +194,7 @@ pub(crate) async fn serve(
         code = &mut waiter => code,
         () = out.closed(), if failed.is_none() => {
             debug!("the session closed while the command runs on; killing it");
-            if let Err(e) = proc.kill() {
-                warn!(error = %e, "cannot kill the command");
-            }
+            kill(&proc).await;
             failed = Some(OutError::Closed);
             waiter.await
         }

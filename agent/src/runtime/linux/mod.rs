@@ -1260,6 +1260,9 @@ impl ContainerRuntime for LinuxRuntime {
     }
 }
 
+/// How long [`LinuxExec::kill`] waits for the helper to start the process it kills.
+const EXEC_START_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A process started in a container: the helper waits for it and exits with its code.
 #[derive(Debug)]
 struct LinuxExec {
@@ -1283,20 +1286,38 @@ impl ExecProcess for LinuxExec {
     }
 
     fn kill(&self) -> Result<(), RuntimeError> {
-        // The exec'd process is the helper's child while the helper lives, so its pid
-        // cannot have been recycled yet.
-        if let Some(pid) = std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|s| s.trim().parse::<i32>().ok())
-        {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+        // The helper writes the pid file once libcontainer has created the process, and
+        // is its parent from then on, so the pid cannot have been recycled. Killing the
+        // helper before then would strand the half-made process inside the container
+        // (it waits for a start signal that would never come): wait for the pid first,
+        // and only kill the helper if it never comes.
+        let deadline = std::time::Instant::now() + EXEC_START_WAIT;
+        loop {
+            if let Some(pid) = std::fs::read_to_string(&self.pid_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok())
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                return Ok(());
+            }
+            let Some(fd) = &self.helper else {
+                return Ok(());
+            };
+            // The helper ended: nothing was started, or it already ran to its end.
+            let ended = sys::poll_readable(&[fd.as_fd()], 5)
+                .map(|r| r[0])
+                .unwrap_or(true);
+            if ended {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                warn!(pid_file = %self.pid_file.display(), "the exec helper never started its process; killing it");
+                let _ = sys::pidfd_send_signal(fd.as_fd(), nix::libc::SIGKILL);
+                return Ok(());
+            }
         }
-        if let Some(fd) = &self.helper {
-            let _ = sys::pidfd_send_signal(fd.as_fd(), nix::libc::SIGKILL);
-        }
-        Ok(())
     }
 }
