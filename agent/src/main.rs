@@ -6,7 +6,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use skiff_agent::{AgentConfig, Args};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
 fn main() -> ExitCode {
     // The container helper must run before any thread exists (libcontainer forks with a
@@ -22,11 +23,10 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        .finish()
+        .with(log_filter())
         .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,6 +49,21 @@ fn main() -> ExitCode {
             eprintln!("skiff-agent: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `RUST_LOG` as `target=level` directives (`info`, `skiff_agent=debug,rumqttc=warn`),
+/// `info` when unset. A plain target filter, not `EnvFilter`: that one compiles its
+/// directive grammar into a regular expression at start, which costs an idle agent
+/// memory for the rest of its life.
+fn log_filter() -> Targets {
+    let default = Targets::new().with_default(LevelFilter::INFO);
+    match std::env::var("RUST_LOG") {
+        Ok(s) if !s.trim().is_empty() => s.parse().unwrap_or_else(|e| {
+            eprintln!("skiff-agent: RUST_LOG={s:?} is not a list of target=level directives ({e}); logging at info");
+            default
+        }),
+        _ => default,
     }
 }
 

@@ -41,11 +41,15 @@ pub fn run_helper_if_asked() -> Option<ExitCode> {
     }
     let rest: Vec<OsString> = args.collect();
     // libcontainer's own tracing, for diagnosing a failing container start.
-    if let Ok(filter) = std::env::var("SKIFF_HELPER_LOG") {
+    if let Ok(filter) = std::env::var("SKIFF_HELPER_LOG")
+        && let Ok(filter) = filter.parse::<tracing_subscriber::filter::Targets>()
+    {
+        use tracing_subscriber::prelude::*;
         let _ = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
             .with_ansi(false)
+            .finish()
+            .with(filter)
             .try_init();
     }
     Some(match helper(&rest) {
