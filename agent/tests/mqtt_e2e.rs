@@ -573,11 +573,17 @@ async fn idle_memory_with_0_and_50_pods() {
         hub.send(&upsert(&format!("u{i:02}"), &format!("web-{i}"), 100 + i))
             .await;
     }
-    for i in 0..50 {
-        let uid = format!("u{i:02}");
-        hub.expect("pod running", status_of(&uid, PodPhase::Running))
-            .await;
-    }
+    // Pods start in parallel, so their statuses arrive in any order.
+    let mut running = std::collections::BTreeSet::new();
+    hub.expect("all 50 pods running", |h| {
+        if let Heard::Up(Up::PodStatus { uid, status, .. }) = h
+            && status.phase == Some(PodPhase::Running)
+        {
+            running.insert(uid.clone());
+        }
+        (running.len() == 50).then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_secs(6)).await;
     let busy = rss_kib(agent.0.id());
     println!("skiff-agent idle RSS: {idle} KiB with 0 pods, {busy} KiB with 50 pods");
