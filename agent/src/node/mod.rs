@@ -2,6 +2,8 @@
 //! addresses, system info and the Ready condition, plus the labels the agent sets on
 //! its Node. Every path is a parameter so tests read temp files.
 
+pub mod pages;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};

@@ -166,6 +166,8 @@ struct Inner {
     stop_rx: OwnedFd,
     /// A helper started ahead of time, waiting for the next container start.
     standby: Mutex<Option<Child>>,
+    /// Set once the runtime is dropped: no helper is started ahead any more.
+    standby_ended: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -223,6 +225,7 @@ impl LinuxRuntime {
             changed: Condvar::new(),
             stop_rx,
             standby: Mutex::new(None),
+            standby_ended: std::sync::atomic::AtomicBool::new(false),
         });
         for rec in records {
             inner.adopt(rec)?;
@@ -527,7 +530,7 @@ impl Inner {
     /// Runs one `run` request through the waiting helper (or a fresh one when none
     /// waits), then starts the next waiting helper: its exec and start-up overlap with
     /// whatever the agent does until the next container start.
-    fn run_helper(&self, request: &[std::ffi::OsString]) -> std::io::Result<Output> {
+    fn run_helper(self: &Arc<Self>, request: &[std::ffi::OsString]) -> std::io::Result<Output> {
         use std::os::unix::ffi::OsStrExt;
         let mut bytes = Vec::new();
         for a in request {
@@ -561,7 +564,15 @@ impl Inner {
             stdin.write_all(&bytes)?;
         }
         let out = child.wait_with_output();
-        self.refill_standby();
+        // The next helper's exec and start-up happen off this path, beside whatever
+        // follows the start.
+        let inner = self.clone();
+        if let Err(e) = std::thread::Builder::new()
+            .name("skiff-standby".into())
+            .spawn(move || inner.refill_standby())
+        {
+            debug!(error = %e, "cannot start the standby thread; the next start spawns its helper");
+        }
         out
     }
 
@@ -578,7 +589,7 @@ impl Inner {
     /// Makes sure a helper is waiting for the next start.
     fn refill_standby(&self) {
         let mut slot = self.standby.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() {
+        if slot.is_some() || self.standby_ended.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
         match self.spawn_standby() {
@@ -589,11 +600,12 @@ impl Inner {
 
     /// Ends the waiting helper: it sees an empty request and exits.
     fn end_standby(&self) {
-        let waiting = self
-            .standby
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let waiting = {
+            let mut slot = self.standby.lock().unwrap_or_else(|p| p.into_inner());
+            self.standby_ended
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            slot.take()
+        };
         if let Some(mut c) = waiting {
             drop(c.stdin.take());
             let _ = c.wait();
@@ -787,6 +799,10 @@ impl LinuxRuntime {
         } else {
             spec::pod_hostname(pod.pod)
         };
+        // The namespaces are made on their own thread while the pod's files and
+        // bundles are written.
+        let sandbox = sandbox::start(&run.join("ns"), spec.host_network, &hostname)
+            .map_err(|e| err(uid, e))?;
         let etc = run.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| io(&etc, e))?;
         let hosts = format!(
@@ -841,12 +857,10 @@ impl LinuxRuntime {
             }
         }
 
-        let sandbox = sandbox::create(&run.join("ns"), spec.host_network, &hostname)
-            .map_err(|e| err(uid, e))?;
         let sb_paths = spec::SandboxPaths {
-            net: sandbox.net.clone(),
-            ipc: sandbox.ipc.clone(),
-            uts: sandbox.uts.clone(),
+            net: sandbox.paths().net.clone(),
+            ipc: sandbox.paths().ipc.clone(),
+            uts: sandbox.paths().uts.clone(),
         };
 
         let mut containers = BTreeMap::new();
@@ -957,6 +971,7 @@ impl LinuxRuntime {
                 },
             );
         }
+        sandbox.wait().map_err(|e| err(uid, e))?;
         Ok(PodRecord {
             observed,
             host_network: spec.host_network,

@@ -60,13 +60,52 @@ impl Sandbox {
     }
 }
 
-/// Creates the sandbox namespaces in `dir`; with `host_network` only an IPC namespace
-/// (the host's network and hostname are used).
-pub(crate) fn create(
+/// Sandbox namespaces being made on their thread: the caller carries on (writing the
+/// pod's files and bundles) meanwhile. Dropping it waits for the thread, so no mount
+/// appears after its pod was given up.
+pub(crate) struct Pending {
+    dir: PathBuf,
+    sb: Sandbox,
+    thread: Option<std::thread::JoinHandle<Result<(), SandboxError>>>,
+}
+
+impl Pending {
+    /// The files the sandbox will have.
+    pub fn paths(&self) -> &Sandbox {
+        &self.sb
+    }
+
+    /// Waits for the namespaces; on failure nothing of the sandbox is left.
+    pub fn wait(mut self) -> Result<Sandbox, SandboxError> {
+        let thread = self.thread.take().expect("joined once");
+        let res = thread.join().map_err(|_| SandboxError::Thread {
+            dir: self.dir.clone(),
+        });
+        match res {
+            Ok(Ok(())) => Ok(self.sb.clone()),
+            Ok(Err(e)) | Err(e) => {
+                destroy(&self.sb);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Starts making the sandbox namespaces in `dir`; with `host_network` only an IPC
+/// namespace (the host's network and hostname are used).
+pub(crate) fn start(
     dir: &Path,
     host_network: bool,
     hostname: &str,
-) -> Result<Sandbox, SandboxError> {
+) -> Result<Pending, SandboxError> {
     let sb = Sandbox::paths(dir, host_network);
     std::fs::create_dir_all(dir).map_err(|source| SandboxError::Io {
         dir: dir.to_path_buf(),
@@ -74,23 +113,19 @@ pub(crate) fn create(
         source,
     })?;
     let (d, s, h) = (dir.to_path_buf(), sb.clone(), hostname.to_string());
-    let res = std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("skiff-sandbox".into())
         .spawn(move || make_namespaces(&d, &s, &h))
         .map_err(|source| SandboxError::Io {
             dir: dir.to_path_buf(),
             what: "spawning the namespace thread",
             source,
-        })?
-        .join()
-        .map_err(|_| SandboxError::Thread {
-            dir: dir.to_path_buf(),
         })?;
-    if let Err(e) = res {
-        destroy(&sb);
-        return Err(e);
-    }
-    Ok(sb)
+    Ok(Pending {
+        dir: dir.to_path_buf(),
+        sb,
+        thread: Some(thread),
+    })
 }
 
 /// Runs on its own thread, which ends right after: the namespaces stay alive through
