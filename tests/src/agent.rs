@@ -203,6 +203,37 @@ impl Drop for Agent {
             let _ = kill(Pid::from_raw(pid), Signal::SIGCONT);
         }
         self.stop();
+        if self.args.iter().any(|a| a == "linux") {
+            release_mounts(&self.state_dir.join("containers"));
+        }
+    }
+}
+
+/// Detaches what a real-runtime agent left mounted when its test ended with pods still
+/// on it (their rootfs and namespace files, under its state and run dirs), so that test
+/// runs do not pile mounts up on the machine.
+fn release_mounts(runtime_dir: &Path) {
+    let abs = std::path::absolute(runtime_dir).unwrap_or_else(|_| runtime_dir.to_path_buf());
+    let name: String = abs
+        .to_string_lossy()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    for dir in [abs.clone(), Path::new("/run/skiff").join(name)] {
+        let mut left = crate::mounts_under(&dir).unwrap_or_default();
+        // Deepest first.
+        left.reverse();
+        for line in left {
+            if let Some(target) = line.split(' ').nth(4) {
+                let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
     }
 }
 
