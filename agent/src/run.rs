@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tokio::sync::{Semaphore, watch};
-use tracing::{Instrument, debug, error, info, info_span};
+use tracing::{Instrument, error, info, info_span};
 
 use crate::config::{AgentConfig, RuntimeKind};
 use crate::image::{HubRegistry, ImageError, ImageStore, OciImageStore, OciStoreConfig};
@@ -180,9 +180,9 @@ pub fn simulated_name(base: &str, i: u32, n: u32) -> String {
 /// Runs the configured agent(s) until `shutdown` resolves. A single agent that cannot
 /// join or open its state is an error; with `--simulate` each failure is logged and
 /// the rest keep running.
-/// How long after start the agent gives back the pages only start-up used: joining,
-/// opening the database and the first sync are done by then.
-const STARTUP_PAGES_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long the agent must have been quiet (after start-up, or after applying desired
+/// state) before it gives back the code pages that work faulted in.
+const PAGES_QUIET: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(
     cfg: AgentConfig,
@@ -216,14 +216,7 @@ pub async fn run(
         )?;
         info!(node = %cfg.node_name, "agent started");
         if !cfg.keep_startup_pages {
-            tokio::spawn(async {
-                tokio::time::sleep(STARTUP_PAGES_AFTER).await;
-                match tokio::task::spawn_blocking(crate::node::pages::release_startup_pages).await {
-                    Ok(Ok(bytes)) => debug!(mapped_kib = bytes / 1024, "start-up pages given back"),
-                    Ok(Err(e)) => info!(error = %e, "cannot give back start-up pages"),
-                    Err(_) => {}
-                }
-            });
+            tokio::spawn(crate::node::pages::give_back_when_quiet(PAGES_QUIET));
         }
         agent.run(shutdown).await;
         return Ok(());

@@ -9,6 +9,54 @@
 
 use std::io;
 use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{debug, info};
+
+/// Bumped by [`note_activity`]; watched by [`give_back_when_quiet`].
+static ACTIVITY: OnceLock<watch::Sender<u64>> = OnceLock::new();
+
+/// Marks a burst of work (desired state applied, pods started or stopped): once the
+/// agent has been quiet for a while after it, the pages that work faulted in are given
+/// back too. A no-op unless [`give_back_when_quiet`] runs.
+pub fn note_activity() {
+    if let Some(tx) = ACTIVITY.get() {
+        tx.send_modify(|n| *n = n.wrapping_add(1));
+    }
+}
+
+/// Gives back the executable's pages each time the agent has been quiet for `quiet`
+/// after start-up or after a burst of work; sleeps while nothing happens.
+pub async fn give_back_when_quiet(quiet: Duration) {
+    let (tx, mut rx) = watch::channel(0u64);
+    if ACTIVITY.set(tx).is_err() {
+        return;
+    }
+    loop {
+        // Wait until nothing has happened for `quiet`.
+        loop {
+            match tokio::time::timeout(quiet, rx.changed()).await {
+                Err(_) => break,
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return,
+            }
+        }
+        match tokio::task::spawn_blocking(release_startup_pages).await {
+            Ok(Ok(bytes)) => debug!(mapped_kib = bytes / 1024, "idle: code pages given back"),
+            Ok(Err(e)) => {
+                info!(error = %e, "cannot give back code pages; keeping them");
+                return;
+            }
+            Err(_) => return,
+        }
+        // Sleep until the next burst of work.
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
 
 /// One mapping of the executable to give back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +152,27 @@ mod tests {
         );
     }
 
+    /// The tests that give pages back measure the same mappings: one at a time.
+    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    /// Faults in every page of the executable's read-only mappings, so that what is
+    /// resident before a test's trim does not depend on what ran before it.
+    fn fault_in_all() {
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let mut sum = 0u8;
+        for span in read_only_spans(&maps, &exe) {
+            for off in (0..span.len).step_by(4096) {
+                // SAFETY: the address lies inside a readable mapping of this process's
+                // own executable, which stays mapped while it runs.
+                sum = sum.wrapping_add(unsafe {
+                    std::ptr::read_volatile((span.start + off) as *const u8)
+                });
+            }
+        }
+        std::hint::black_box(sum);
+    }
+
     /// Resident KiB of this process's mappings of its own executable.
     fn exe_rss_kib() -> u64 {
         let exe = std::fs::read_link("/proc/self/exe").unwrap();
@@ -130,6 +199,8 @@ mod tests {
 
     #[test]
     fn the_running_test_binary_gives_back_its_pages_and_keeps_working() {
+        let _one = SERIAL.blocking_lock();
+        fault_in_all();
         let before = exe_rss_kib();
         let advised = release_startup_pages().unwrap();
         let after = exe_rss_kib();
@@ -140,5 +211,26 @@ mod tests {
         );
         // The code still runs: what it needs faults back in from the file.
         assert_eq!(read_only_spans(MAPS, Path::new("/nowhere")), vec![]);
+    }
+
+    #[tokio::test]
+    async fn pages_are_given_back_once_the_agent_is_quiet() {
+        let _one = SERIAL.lock().await;
+        fault_in_all();
+        let before = exe_rss_kib();
+        let task = tokio::spawn(give_back_when_quiet(Duration::from_millis(100)));
+        // Activity keeps it waiting; quiet lets it run.
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            note_activity();
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let after = exe_rss_kib();
+        assert!(
+            after < before,
+            "resident KiB of the executable: {before} before, {after} after"
+        );
+        assert!(!task.is_finished(), "it waits for the next burst of work");
+        task.abort();
     }
 }

@@ -227,6 +227,7 @@ impl Loop {
         let _g = span.entered();
         match applied {
             Ok(Applied::Changed) => {
+                crate::node::pages::note_activity();
                 info!(write_ms, "desired state changed");
                 true
             }

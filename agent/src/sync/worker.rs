@@ -145,6 +145,7 @@ impl Executor {
                         break;
                     }
                 }
+                crate::node::pages::note_activity();
                 let _ = done.send(uid);
             }
             .instrument(span),
