@@ -97,6 +97,12 @@ impl LinuxConfig {
     }
 }
 
+/// Whether a path exists only where an earlier agent, which kept everything under the
+/// state dir, put it (`old`) and not where this one does (`new`).
+fn earlier_agents_only(new: &Path, old: &Path) -> bool {
+    !new.exists() && old.exists()
+}
+
 /// The tmpfs the default run dirs live in.
 const RUN_BASE: &str = "/run/skiff";
 /// The kernel's magic number for a tmpfs.
@@ -299,7 +305,7 @@ impl Inner {
     /// for a container an earlier agent started there.
     fn lc_root_of(&self, id: &str) -> PathBuf {
         let old = self.cfg.state_dir.join("libcontainer");
-        if !self.lc_root().join(id).exists() && old.join(id).exists() {
+        if earlier_agents_only(&self.lc_root().join(id), &old.join(id)) {
             old
         } else {
             self.lc_root()
@@ -524,7 +530,11 @@ impl Inner {
             .join("containers")
             .join(&safe)
             .join("bundle");
-        if !b.exists() && old.exists() { old } else { b }
+        if earlier_agents_only(&b, &old) {
+            old
+        } else {
+            b
+        }
     }
 
     /// Runs one `run` request through the waiting helper (or a fresh one when none
@@ -546,22 +556,20 @@ impl Inner {
             Some(c) => c,
             None => self.spawn_standby()?,
         };
-        let sent = child
-            .stdin
-            .take()
-            .ok_or_else(|| std::io::Error::other("the helper has no stdin"))
-            .and_then(|mut stdin| stdin.write_all(&bytes));
-        if let Err(e) = sent {
+        let send = |child: &mut Child| {
+            child
+                .stdin
+                .take()
+                .ok_or_else(|| std::io::Error::other("the helper has no stdin"))
+                .and_then(|mut stdin| stdin.write_all(&bytes))
+        };
+        if let Err(e) = send(&mut child) {
             // A waiting helper that died (killed from outside): one fresh try.
             let _ = child.kill();
             let _ = child.wait();
             debug!(error = %e, "the waiting helper is gone; starting a fresh one");
             child = self.spawn_standby()?;
-            let mut stdin = child
-                .stdin
-                .take()
-                .ok_or_else(|| std::io::Error::other("the helper has no stdin"))?;
-            stdin.write_all(&bytes)?;
+            send(&mut child)?;
         }
         let out = child.wait_with_output();
         // The next helper's exec and start-up happen off this path, beside whatever
@@ -1259,7 +1267,7 @@ impl ContainerRuntime for LinuxRuntime {
         }
         let net = self.inner.run_pod_dir(uid).join("ns").join("net");
         let old = self.inner.pod_dir(uid).join("ns").join("net");
-        Some(if !net.exists() && old.exists() {
+        Some(if earlier_agents_only(&net, &old) {
             old
         } else {
             net
@@ -1306,8 +1314,14 @@ impl ExecProcess for LinuxExec {
         // helper before then would strand the half-made process inside the container
         // (it waits for a start signal that would never come): wait for the pid first,
         // and only kill the helper if it never comes.
+        // A helper that has ended waited for its process first: nothing is left to kill.
+        let ended = |wait_ms| {
+            self.helper
+                .as_ref()
+                .is_some_and(|fd| sys::poll_readable(&[fd.as_fd()], wait_ms).map_or(true, |r| r[0]))
+        };
         let deadline = std::time::Instant::now() + EXEC_START_WAIT;
-        loop {
+        while !ended(0) {
             if let Some(pid) = std::fs::read_to_string(&self.pid_file)
                 .ok()
                 .and_then(|s| s.trim().parse::<i32>().ok())
@@ -1321,18 +1335,14 @@ impl ExecProcess for LinuxExec {
             let Some(fd) = &self.helper else {
                 return Ok(());
             };
-            // The helper ended: nothing was started, or it already ran to its end.
-            let ended = sys::poll_readable(&[fd.as_fd()], 5)
-                .map(|r| r[0])
-                .unwrap_or(true);
-            if ended {
-                return Ok(());
-            }
             if std::time::Instant::now() >= deadline {
                 warn!(pid_file = %self.pid_file.display(), "the exec helper never started its process; killing it");
                 let _ = sys::pidfd_send_signal(fd.as_fd(), nix::libc::SIGKILL);
                 return Ok(());
             }
+            // Wait a little for the pid file, or for the helper to end.
+            ended(5);
         }
+        Ok(())
     }
 }
