@@ -154,10 +154,11 @@ pub struct Args {
     /// Where os-release and machine-id are read from [default: /etc].
     #[arg(long, env = "SKIFF_AGENT_ETC_DIR")]
     pub etc_dir: Option<PathBuf>,
-    /// Keep the pages of the agent's own code that only start-up used, instead of
-    /// giving them back to the kernel once the agent is up.
-    #[arg(long, env = "SKIFF_AGENT_KEEP_STARTUP_PAGES")]
-    pub keep_startup_pages: bool,
+    /// Keep the agent's own code pages resident, instead of giving them back to the
+    /// kernel whenever the agent has been quiet for a few seconds (after start-up or a
+    /// burst of work).
+    #[arg(long, env = "SKIFF_AGENT_KEEP_CODE_PAGES")]
+    pub keep_code_pages: bool,
 }
 
 /// The same settings as [`Args`], as written in the TOML file.
@@ -215,7 +216,7 @@ pub struct AgentConfig {
     pub internal_ip: Option<IpAddr>,
     pub proc_dir: PathBuf,
     pub etc_dir: PathBuf,
-    pub keep_startup_pages: bool,
+    pub keep_code_pages: bool,
 }
 
 impl AgentConfig {
@@ -348,7 +349,7 @@ impl AgentConfig {
                 .etc_dir
                 .or(file.etc_dir)
                 .unwrap_or_else(|| PathBuf::from("/etc")),
-            keep_startup_pages: args.keep_startup_pages,
+            keep_code_pages: args.keep_code_pages,
         })
     }
 }

@@ -215,7 +215,7 @@ pub async fn run(
             None,
         )?;
         info!(node = %cfg.node_name, "agent started");
-        if !cfg.keep_startup_pages {
+        if !cfg.keep_code_pages {
             tokio::spawn(crate::node::pages::give_back_when_quiet(PAGES_QUIET));
         }
         agent.run(shutdown).await;
