@@ -259,9 +259,7 @@ impl Loop {
     }
 
     fn send_sync(&mut self) {
-        let wait = SYNC_RETRY
-            .saturating_mul(1 << self.syncs_unanswered.min(8))
-            .min(SYNC_RETRY_MAX);
+        let wait = super::backoff::doubling(SYNC_RETRY, self.syncs_unanswered, SYNC_RETRY_MAX);
         self.syncs_unanswered = self.syncs_unanswered.saturating_add(1);
         self.sync_retry = Some(tokio::time::Instant::now() + wait);
         let (revision, pods) = match (self.a.db.sync_revision(), self.a.db.pod_refs()) {

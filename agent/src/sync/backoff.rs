@@ -19,9 +19,14 @@ const RESTART_CAP: Duration = Duration::from_secs(1);
 /// How long refusals count as a restart in progress.
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
+/// `base` doubled `n` times, at most `cap`.
+pub(crate) fn doubling(base: Duration, n: u32, cap: Duration) -> Duration {
+    base.saturating_mul(1u32 << n.min(16)).min(cap)
+}
+
 /// The ceiling of the wait before reconnect attempt `attempt` (0-based).
 pub(crate) fn ceiling(attempt: u32) -> Duration {
-    BASE.saturating_mul(1u32 << attempt.min(16)).min(CAP)
+    doubling(BASE, attempt, CAP)
 }
 
 /// A random wait in `[0, ceiling]`.
