@@ -48,7 +48,11 @@ fi
 
 join=()
 if [ ! -e "$state_dir/credentials.json" ]; then
-  join=(--token "$(skiff-hub token create --data-dir "$data_dir" --server "$server" --ttl 10m)")
+  # The token goes straight to the agent; its banner (meant for a person) only if it fails.
+  token=$(skiff-hub token create --data-dir "$data_dir" --server "$server" --ttl 10m 2>"$data_dir/token.err") \
+    || { cat "$data_dir/token.err" >&2; exit 1; }
+  rm -f "$data_dir/token.err"
+  join=(--token "$token")
 fi
 /usr/local/bin/skiff-agent --hub "$server" --node-name "$node" --state-dir "$state_dir" "${join[@]}" \
   >>"$state_dir.log" 2>&1 &
