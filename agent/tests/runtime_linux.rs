@@ -340,6 +340,8 @@ fn capabilities_seccomp_masked_paths_and_no_leaked_fds() {
               "securityContext": { "capabilities": { "add": ["NET_ADMIN"], "drop": ["MKNOD"] } } },
             { "name": "nonroot", "image": IMAGE, "command": ["sleep", "1000"],
               "securityContext": { "runAsUser": 65534, "runAsGroup": 65534 } },
+            { "name": "escalating", "image": IMAGE, "command": ["sleep", "1000"],
+              "securityContext": { "allowPrivilegeEscalation": true } },
         ]}),
     );
     fx.start(&rt, "uid-sec", &p);
@@ -377,6 +379,23 @@ fn capabilities_seccomp_masked_paths_and_no_leaked_fds() {
     assert_eq!(line(&st, "CapBnd:"), "00000000a80425fb");
     assert_eq!(line(&st, "Seccomp:"), "2", "seccomp filter in effect");
     assert_eq!(line(&st, "NoNewPrivs:"), "1");
+    // The filter comes precompiled from the bundle for such a container, and an exec'd
+    // process gets it too.
+    let bundle_filter = fx.run.join("pods/uid-sec/containers/c/bundle/seccomp.bpf");
+    assert!(bundle_filter.is_file(), "{}", bundle_filter.display());
+    let (code, own) = exec(&rt, "uid-sec", "c", &["cat", "/proc/self/status"]);
+    assert_eq!(code, 0);
+    assert_eq!(line(&own, "Seccomp:"), "2", "exec'd process filtered");
+    // With privilege escalation allowed there is no no_new_privs: libcontainer loads the
+    // profile from the spec while it still may, and the container is filtered all the same.
+    let st = status("escalating");
+    assert_eq!(line(&st, "NoNewPrivs:"), "0");
+    assert_eq!(line(&st, "Seccomp:"), "2", "seccomp filter in effect");
+    assert!(
+        !fx.run
+            .join("pods/uid-sec/containers/escalating/bundle/seccomp.bpf")
+            .exists()
+    );
     // NET_ADMIN (bit 12) added, MKNOD (bit 27) dropped
     assert_eq!(
         line(&status("added"), "CapEff:"),

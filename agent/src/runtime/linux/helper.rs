@@ -23,7 +23,12 @@ use std::process::ExitCode;
 
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::default::DefaultExecutor;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::sys::wait::{WaitStatus, waitpid};
+use oci_spec::runtime::Spec;
+
+use super::seccomp::{FILTER_FILE, PRECOMPILED};
 
 /// The hidden first argument that selects the helper.
 pub const HELPER_ARG: &str = "__container";
@@ -168,6 +173,51 @@ fn standby() -> Result<ExitCode, String> {
     }
 }
 
+/// Runs the container's program as libcontainer's default executor does, after loading
+/// the bundle's precompiled seccomp filter when it has one. The filter goes on last,
+/// right before the program is executed, when the container's no_new_privs is set.
+#[derive(Clone)]
+struct Workload {
+    filter: Option<Vec<u8>>,
+}
+
+impl Workload {
+    fn from_bundle(bundle: &std::path::Path) -> Result<Workload, String> {
+        let path = bundle.join(FILTER_FILE);
+        match std::fs::read(&path) {
+            Ok(program) => Ok(Workload {
+                filter: Some(program),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Workload { filter: None }),
+            Err(e) => Err(format!("reading {}: {e}", path.display())),
+        }
+    }
+}
+
+impl Executor for Workload {
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        let wanted = spec
+            .annotations()
+            .as_ref()
+            .is_some_and(|a| a.contains_key(PRECOMPILED));
+        if wanted && self.filter.is_none() {
+            // Never run a container unconfined because its filter went missing.
+            return Err(ExecutorValidationError::ArgValidationError(format!(
+                "the container's seccomp filter ({FILTER_FILE}) is missing from its bundle"
+            )));
+        }
+        DefaultExecutor {}.validate(spec)
+    }
+
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        if let Some(program) = &self.filter {
+            super::sys::load_seccomp_filter(program)
+                .map_err(|e| ExecutorError::Other(format!("loading the seccomp filter: {e}")))?;
+        }
+        DefaultExecutor {}.exec(spec)
+    }
+}
+
 fn run(p: &Parsed) -> Result<ExitCode, String> {
     let root = PathBuf::from(p.get("root")?);
     let id = p.get("id")?.to_string();
@@ -183,7 +233,9 @@ fn run(p: &Parsed) -> Result<ExitCode, String> {
         .try_clone()
         .map_err(|e| format!("duplicating log fd: {e}"))?;
     let null = File::open("/dev/null").map_err(|e| format!("opening /dev/null: {e}"))?;
+    let workload = Workload::from_bundle(&bundle)?;
     let mut container = ContainerBuilder::new(id.clone(), SyscallType::Linux)
+        .with_executor(workload)
         .with_root_path(&root)
         .map_err(|e| format!("container root {}: {}", root.display(), chain(&e)))?
         .with_stdin(null)
@@ -208,6 +260,7 @@ fn exec(p: &Parsed) -> Result<ExitCode, String> {
     let root = PathBuf::from(p.get("root")?);
     let id = p.get("id")?.to_string();
     let pid_file = PathBuf::from(p.get("pid-file")?);
+    let workload = Workload::from_bundle(std::path::Path::new(p.get("bundle")?))?;
     if p.rest.is_empty() {
         return Err(format!("{HELPER_ARG} exec: no command after --"));
     }
@@ -220,6 +273,7 @@ fn exec(p: &Parsed) -> Result<ExitCode, String> {
     // as subreaper this helper inherits it and can report its exit code.
     super::sys::set_child_subreaper().map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
     let pid = ContainerBuilder::new(id.clone(), SyscallType::Linux)
+        .with_executor(workload)
         .with_root_path(&root)
         .map_err(|e| format!("container root {}: {}", root.display(), chain(&e)))?
         .with_pid_file(Some(&pid_file))
@@ -239,5 +293,49 @@ fn exec(p: &Parsed) -> Result<ExitCode, String> {
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(format!("waiting for exec'd process {pid}: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(annotated: bool) -> Spec {
+        let mut v = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "process": { "args": ["/bin/true"], "env": ["PATH=/usr/bin:/bin"], "cwd": "/",
+                         "user": { "uid": 0, "gid": 0 } },
+            "root": { "path": "rootfs" },
+        });
+        if annotated {
+            v["annotations"] = serde_json::json!({ PRECOMPILED: "default" });
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn a_container_marked_for_the_precompiled_filter_does_not_run_without_it() {
+        let none = Workload { filter: None };
+        let err = none.validate(&spec(true)).unwrap_err();
+        assert!(err.to_string().contains(FILTER_FILE), "{err}");
+        // Unmarked containers (privileged, or with privilege escalation allowed) carry
+        // their profile in the spec, for libcontainer.
+        none.validate(&spec(false)).unwrap();
+        Workload {
+            filter: Some(vec![0; 8]),
+        }
+        .validate(&spec(true))
+        .unwrap();
+    }
+
+    #[test]
+    fn the_filter_comes_from_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Workload::from_bundle(dir.path()).unwrap().filter.is_none());
+        std::fs::write(dir.path().join(FILTER_FILE), [1u8; 16]).unwrap();
+        assert_eq!(
+            Workload::from_bundle(dir.path()).unwrap().filter,
+            Some(vec![1u8; 16])
+        );
     }
 }

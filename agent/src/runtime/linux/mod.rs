@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -174,6 +174,10 @@ struct Inner {
     standby: Mutex<Option<Child>>,
     /// Set once the runtime is dropped: no helper is started ahead any more.
     standby_ended: std::sync::atomic::AtomicBool,
+    /// The mount-point layer put over images it fits (see [`rootfs::make_mountpoints`]).
+    mountpoints: Option<PathBuf>,
+    /// The default seccomp profile, compiled once (see [`seccomp::compile_default`]).
+    seccomp_filter: Option<PathBuf>,
 }
 
 #[derive(Debug)]
@@ -224,6 +228,22 @@ impl LinuxRuntime {
             )
         })?;
         let records = record::read_all(&cfg.state_dir)?;
+        let layer = cfg.run_dir.join("mountpoints");
+        let mountpoints = match rootfs::make_mountpoints(&layer) {
+            Ok(()) => Some(layer),
+            Err(e) => {
+                warn!(dir = %layer.display(), error = %e, "cannot make the mount-point layer; containers create their mount points");
+                None
+            }
+        };
+        let compiled = cfg.run_dir.join("seccomp-default.bpf");
+        let seccomp_filter = match seccomp::compile_default(&compiled) {
+            Ok(()) => Some(compiled),
+            Err(e) => {
+                warn!(error = %e, "cannot precompile the default seccomp profile; libcontainer compiles it at every start");
+                None
+            }
+        };
         let inner = Arc::new(Inner {
             cfg,
             cgroups,
@@ -232,6 +252,8 @@ impl LinuxRuntime {
             stop_rx,
             standby: Mutex::new(None),
             standby_ended: std::sync::atomic::AtomicBool::new(false),
+            mountpoints,
+            seccomp_filter,
         });
         for rec in records {
             inner.adopt(rec)?;
@@ -339,7 +361,7 @@ impl Inner {
                 Some(fd) => {
                     let fd = Arc::new(fd);
                     pidfds.insert(name.clone(), fd.clone());
-                    self.watch(&uid, &name, fd, started_at);
+                    self.watch(&uid, &name, fd, None, started_at);
                 }
                 None => {
                     let oc = observed_mut(&mut rec.observed, &name).expect("checked above");
@@ -366,6 +388,7 @@ impl Inner {
         uid: &str,
         name: &str,
         pidfd: Arc<OwnedFd>,
+        helper: Option<OwnedFd>,
         started_at: chrono::DateTime<Utc>,
     ) {
         let inner = self.clone();
@@ -373,7 +396,7 @@ impl Inner {
         let spawned = std::thread::Builder::new()
             .name("skiff-rt-watch".into())
             .stack_size(64 * 1024)
-            .spawn(move || inner.watch_loop(&uid, &name, &pidfd, started_at));
+            .spawn(move || inner.watch_loop(&uid, &name, &pidfd, helper, started_at));
         if let Err(e) = spawned {
             warn!(error = %e, "cannot start a container watcher");
         }
@@ -384,6 +407,7 @@ impl Inner {
         uid: &str,
         name: &str,
         pidfd: &OwnedFd,
+        helper: Option<OwnedFd>,
         started_at: chrono::DateTime<Utc>,
     ) {
         loop {
@@ -397,7 +421,15 @@ impl Inner {
                 }
             }
         }
-        let reaped = sys::waitid_pidfd(pidfd.as_fd(), false);
+        let mut reaped = sys::waitid_pidfd(pidfd.as_fd(), false);
+        if let (Ok(sys::Reaped::NotOurs), Some(helper)) = (&reaped, &helper) {
+            // libcontainer makes the init process a child of the helper that created
+            // it; a container that ends before its helper is still the helper's. Once
+            // the helper has exited (its pidfd turns readable), the init process has
+            // been handed to this process, its subreaper.
+            let _ = sys::poll_readable(&[helper.as_fd()], KILL_WAIT.as_millis() as i32);
+            reaped = sys::waitid_pidfd(pidfd.as_fd(), false);
+        }
         let finished_at = Utc::now();
         let mut pods = self.lock();
         let Some(p) = pods.get_mut(uid) else { return };
@@ -475,7 +507,7 @@ impl Inner {
         uid: &str,
         name: &str,
         c: &ContainerRecord,
-    ) -> Result<(i32, Arc<OwnedFd>), RuntimeError> {
+    ) -> Result<(i32, Arc<OwnedFd>, Option<OwnedFd>), RuntimeError> {
         let cdir = self.pod_dir(uid).join("containers").join(name);
         let log_dir = self.pod_dir(uid).join("logs").join(name);
         let logs = logs::LogFiles::at(&log_dir);
@@ -485,7 +517,11 @@ impl Inner {
         })?;
         // A leftover from an earlier run of this container (restart, or a crash).
         self.delete_container_state(c);
-        rootfs::mount_overlay(&cdir, &c.layers).map_err(|e| err(uid, e))?;
+        let top = self
+            .mountpoints
+            .as_deref()
+            .filter(|_| rootfs::mountpoints_fit(&c.layers));
+        rootfs::mount_overlay(&cdir, &c.layers, top).map_err(|e| err(uid, e))?;
         let request: Vec<std::ffi::OsString> = vec![
             "run".into(),
             "--root".into(),
@@ -497,24 +533,20 @@ impl Inner {
             "--log".into(),
             logs.current().into(),
         ];
-        let out = self.run_helper(&request).map_err(|e| {
-            self.delete_container_state(c);
-            rootfs::unmount(&rootfs::Rootfs::at(&cdir));
-            err(uid, format!("running {}: {e}", self.cfg.helper.display()))
-        })?;
-        if !out.status.success() {
-            let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            self.delete_container_state(c);
-            rootfs::unmount(&rootfs::Rootfs::at(&cdir));
-            return Err(err(uid, format!("container {name}: {msg}")));
-        }
-        let pid: i32 = String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .map_err(|_| err(uid, format!("container {name}: the helper printed no pid")))?;
+        let started = self
+            .run_helper(&request)
+            .map_err(|e| format!("running {}: {e}", self.cfg.helper.display()));
+        let (pid, helper) = match started {
+            Ok(Ok(started)) => started,
+            Ok(Err(msg)) | Err(msg) => {
+                self.delete_container_state(c);
+                rootfs::unmount(&rootfs::Rootfs::at(&cdir));
+                return Err(err(uid, format!("container {name}: {msg}")));
+            }
+        };
         let fd = sys::pidfd_open(pid)
             .map_err(|e| err(uid, format!("container {name}: pidfd_open({pid}): {e}")))?;
-        Ok((pid, Arc::new(fd)))
+        Ok((pid, Arc::new(fd), helper))
     }
 
     /// A container's bundle: under the run dir, or where an earlier agent made it.
@@ -538,9 +570,17 @@ impl Inner {
     }
 
     /// Runs one `run` request through the waiting helper (or a fresh one when none
-    /// waits), then starts the next waiting helper: its exec and start-up overlap with
-    /// whatever the agent does until the next container start.
-    fn run_helper(self: &Arc<Self>, request: &[std::ffi::OsString]) -> std::io::Result<Output> {
+    /// waits) and returns the container's init pid with a pidfd of the helper, or the
+    /// helper's error message. The helper prints the pid once the container runs and
+    /// then exits: the pid is taken as soon as it is printed, and the helper is reaped
+    /// (and the next waiting helper started) on a thread of its own, off the path of
+    /// this start. Until the helper has exited the init process is its child, not this
+    /// process's; the watcher uses the helper's pidfd to wait for that hand-over.
+    fn run_helper(
+        self: &Arc<Self>,
+        request: &[std::ffi::OsString],
+    ) -> std::io::Result<Result<(i32, Option<OwnedFd>), String>> {
+        use std::io::Read;
         use std::os::unix::ffi::OsStrExt;
         let mut bytes = Vec::new();
         for a in request {
@@ -571,17 +611,48 @@ impl Inner {
             child = self.spawn_standby()?;
             send(&mut child)?;
         }
-        let out = child.wait_with_output();
-        // The next helper's exec and start-up happen off this path, beside whatever
-        // follows the start.
+        let mut stderr = Vec::new();
+        let line = match (child.stdout.take(), child.stderr.as_mut()) {
+            (Some(mut out), Some(err)) => first_line(&mut out, err, &mut stderr)?,
+            _ => Vec::new(),
+        };
+        let pid = std::str::from_utf8(&line)
+            .ok()
+            .and_then(|l| l.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0);
+        let outcome = match pid {
+            // A pidfd for the helper, taken before the helper can be reaped.
+            Some(pid) => Ok((pid, sys::pidfd_open(child.id() as i32).ok())),
+            None => {
+                // No pid: the helper failed, and its stderr says why.
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_end(&mut stderr);
+                }
+                let status = child.wait()?;
+                let msg = String::from_utf8_lossy(&stderr).trim().to_string();
+                Err(if msg.is_empty() {
+                    format!("the helper printed no pid ({status})")
+                } else {
+                    msg
+                })
+            }
+        };
+        // The helper's exit and the next helper's exec and start-up happen off this
+        // path, beside whatever follows the start.
         let inner = self.clone();
-        if let Err(e) = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("skiff-standby".into())
-            .spawn(move || inner.refill_standby())
-        {
+            .spawn(move || {
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::copy(&mut e, &mut std::io::sink());
+                }
+                let _ = child.wait();
+                inner.refill_standby();
+            });
+        if let Err(e) = spawned {
             debug!(error = %e, "cannot start the standby thread; the next start spawns its helper");
         }
-        out
+        Ok(outcome)
     }
 
     fn spawn_standby(&self) -> std::io::Result<Child> {
@@ -661,7 +732,7 @@ impl Inner {
         })?;
         let now = Utc::now();
         match started {
-            Ok((pid, fd)) => {
+            Ok((pid, fd, helper)) => {
                 let cr = p.rec.containers.get_mut(name).expect("present");
                 cr.pid = Some(pid);
                 cr.pid_start = record::pid_start_time(pid);
@@ -669,9 +740,11 @@ impl Inner {
                     oc.state = RunState::Running { started_at: now };
                 }
                 p.pidfds.insert(name.to_string(), fd.clone());
-                self.save(&p.rec)?;
+                // The pid matters only while the process runs, which no power loss
+                // outlives: a restarted agent finds it in the page cache.
+                record::write_cached(&self.cfg.state_dir, &p.rec)?;
                 drop(pods);
-                self.watch(uid, name, fd, now);
+                self.watch(uid, name, fd, helper, now);
                 Ok(())
             }
             Err(e) => {
@@ -766,6 +839,39 @@ impl Inner {
                 uid,
                 format!("containers {left:?} did not die after SIGKILL"),
             ))
+        }
+    }
+}
+
+/// Reads a helper's stdout up to its first line (or its end), draining its stderr into
+/// `stderr` meanwhile: a helper that logs more than a pipe holds would otherwise block
+/// before printing.
+fn first_line(
+    out: &mut std::process::ChildStdout,
+    err: &mut std::process::ChildStderr,
+    stderr: &mut Vec<u8>,
+) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut line = Vec::new();
+    let mut err_open = true;
+    let mut buf = [0u8; 4096];
+    loop {
+        let ready = if err_open {
+            sys::poll_readable(&[out.as_fd(), err.as_fd()], -1)?
+        } else {
+            sys::poll_readable(&[out.as_fd()], -1)?
+        };
+        if err_open && ready[1] {
+            let n = err.read(&mut buf)?;
+            err_open = n > 0;
+            stderr.extend_from_slice(&buf[..n]);
+        }
+        if ready[0] {
+            let n = out.read(&mut buf)?;
+            line.extend_from_slice(&buf[..n]);
+            if n == 0 || line.contains(&b'\n') {
+                return Ok(line);
+            }
         }
     }
 }
@@ -957,6 +1063,7 @@ impl LinuxRuntime {
                 cgroups_path: cgroups_path.clone(),
                 pids_limit: inner.cfg.pids_limit,
                 nofile_hard: spec::own_nofile_hard(),
+                precompiled_seccomp: inner.seccomp_filter.is_some(),
             };
             let config = spec::build(&input).map_err(|e| err(uid, e))?;
             let cfg_path = bundle.join("config.json");
@@ -965,6 +1072,16 @@ impl LinuxRuntime {
                 serde_json::to_vec(&config).expect("spec serializes"),
             )
             .map_err(|e| io(&cfg_path, e))?;
+            let filter = bundle.join(seccomp::FILTER_FILE);
+            let _ = std::fs::remove_file(&filter);
+            if let (Some(compiled), Some(_)) = (
+                &inner.seccomp_filter,
+                config["annotations"].get(seccomp::PRECOMPILED),
+            ) {
+                std::fs::hard_link(compiled, &filter)
+                    .or_else(|_| std::fs::copy(compiled, &filter).map(drop))
+                    .map_err(|e| io(&filter, e))?;
+            }
             if let Some(oc) = observe_named(&mut observed, &c.name) {
                 oc.container_id = id.clone();
             }
@@ -979,8 +1096,7 @@ impl LinuxRuntime {
                 },
             );
         }
-        sandbox.wait().map_err(|e| err(uid, e))?;
-        Ok(PodRecord {
+        let rec = PodRecord {
             observed,
             host_network: spec.host_network,
             grace_secs: spec
@@ -989,7 +1105,12 @@ impl LinuxRuntime {
                 .unwrap_or(DEFAULT_GRACE_SECS),
             tmpfs,
             containers,
-        })
+        };
+        // The record is flushed while the namespaces are still being made; a failure
+        // after this point removes it again (see `start_pod`).
+        inner.save(&rec)?;
+        sandbox.wait().map_err(|e| err(uid, e))?;
+        Ok(rec)
     }
 
     /// Frees everything of a pod whose containers have all ended.
@@ -1064,10 +1185,12 @@ impl ContainerRuntime for LinuxRuntime {
                     containers: BTreeMap::new(),
                 };
                 self.teardown(uid, &partial);
+                if let Err(re) = record::remove(&self.inner.cfg.state_dir, uid) {
+                    warn!(pod = uid, error = %re, "cannot remove the record of a pod that did not start");
+                }
                 return Err(e);
             }
         };
-        self.inner.save(&rec)?;
         self.inner.lock().insert(
             uid.to_string(),
             PodState {
@@ -1238,6 +1361,8 @@ impl ContainerRuntime for LinuxRuntime {
             .arg(&id)
             .arg("--pid-file")
             .arg(&pid_file)
+            .arg("--bundle")
+            .arg(self.inner.bundle_of(uid, request.container))
             .arg("--")
             .args(request.command)
             .stdin(stdin)
@@ -1344,5 +1469,49 @@ impl ExecProcess for LinuxExec {
             ended(5);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Child {
+        Command::new("sh")
+            .args(["-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    #[test]
+    fn the_first_line_comes_without_waiting_for_the_exit_and_stderr_cannot_block_it() {
+        // 200 KiB on stderr first: more than a pipe holds.
+        let mut child = sh("head -c 204800 /dev/zero >&2; echo 4242; exec sleep 30");
+        let started = Instant::now();
+        let mut stderr = Vec::new();
+        let mut out = child.stdout.take().unwrap();
+        let line = first_line(&mut out, child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert_eq!(line, b"4242\n");
+        // It read what the shell wrote (all but what still sits in the pipe).
+        assert!(stderr.len() >= 204800 - 65536, "{}", stderr.len());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "waited for the exit"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    #[test]
+    fn a_helper_that_prints_nothing_ends_the_read_at_its_exit() {
+        let mut child = sh("echo broken >&2; exit 125");
+        let mut stderr = Vec::new();
+        let mut out = child.stdout.take().unwrap();
+        let line = first_line(&mut out, child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+        assert!(line.is_empty());
+        child.wait().unwrap();
     }
 }

@@ -68,7 +68,22 @@ pub(crate) fn path_for(state: &Path, uid: &str) -> PathBuf {
     record_dir(state).join(format!("{}.json", safe_name(uid)))
 }
 
+/// Writes a record and makes it durable before returning.
 pub(crate) fn write(state: &Path, rec: &PodRecord) -> Result<(), RuntimeError> {
+    write_slot(state, rec, true)
+}
+
+/// Writes a record for facts that mean nothing after a power loss, such as which
+/// process runs a container (no process survives one): an update of an existing record
+/// goes to the page cache without a flush, so a restarted agent reads it (the page
+/// cache outlives the agent), while after a power loss the slot is either intact or
+/// fails its digest and the reader takes the last flushed version. A record's first
+/// write is always made durable.
+pub(crate) fn write_cached(state: &Path, rec: &PodRecord) -> Result<(), RuntimeError> {
+    write_slot(state, rec, false)
+}
+
+fn write_slot(state: &Path, rec: &PodRecord, flush: bool) -> Result<(), RuntimeError> {
     let path = path_for(state, &rec.observed.uid);
     let json = serde_json::to_vec(rec).expect("record serializes");
     let io = |source| RuntimeError::Io {
@@ -86,7 +101,11 @@ pub(crate) fn write(state: &Path, rec: &PodRecord) -> Result<(), RuntimeError> {
                     let buf = encode_slot(newest.seq + 1, &json);
                     f.write_all_at(&buf, (target * slot_size) as u64)
                         .map_err(io)?;
-                    return f.sync_data().map_err(io);
+                    return if flush {
+                        f.sync_data().map_err(io)
+                    } else {
+                        Ok(())
+                    };
                 }
                 return write_whole(&record_dir(state), &path, newest.seq + 1, &json);
             }
@@ -276,6 +295,24 @@ mod tests {
             len
         );
         assert!(!path_for(dir.path(), "u").with_extension("tmp").exists());
+    }
+
+    #[test]
+    fn cached_updates_are_read_back_and_a_flushed_one_follows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        // A first write is always whole and flushed, even when asked to be cached.
+        write_cached(dir.path(), &rec("u", 0)).unwrap();
+        let len = std::fs::metadata(path_for(dir.path(), "u")).unwrap().len();
+        write_cached(dir.path(), &rec("u", 1)).unwrap();
+        assert_eq!(restarts(dir.path()), vec![1]);
+        write(dir.path(), &rec("u", 2)).unwrap();
+        write_cached(dir.path(), &rec("u", 3)).unwrap();
+        assert_eq!(restarts(dir.path()), vec![3]);
+        assert_eq!(
+            std::fs::metadata(path_for(dir.path(), "u")).unwrap().len(),
+            len
+        );
     }
 
     #[test]

@@ -155,6 +155,9 @@ pub(crate) struct SpecInput<'a> {
     pub pids_limit: i64,
     /// The open-files hard limit containers get: the agent's own, which it may not raise.
     pub nofile_hard: u64,
+    /// Whether the default seccomp profile may come precompiled from the bundle (see
+    /// [`seccomp::PRECOMPILED`]); it does for containers with no_new_privs set.
+    pub precompiled_seccomp: bool,
 }
 
 /// The process part: argv, env and cwd, by Kubernetes' rules.
@@ -500,13 +503,22 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, SpecError> {
         "resources": resources,
         "rootfsPropagation": "private",
     });
+    let mut annotations = json!({});
     if !privileged {
         linux["maskedPaths"] = json!(MASKED);
         linux["readonlyPaths"] = json!(READONLY);
-        linux["seccomp"] = seccomp::default_profile();
+        // A precompiled filter is loaded just before the container's program runs, by
+        // then without CAP_SYS_ADMIN: that needs no_new_privs. Otherwise libcontainer
+        // compiles and loads the profile while it still holds the capability.
+        if no_new_privs && input.precompiled_seccomp {
+            annotations[seccomp::PRECOMPILED] = json!("default");
+        } else {
+            linux["seccomp"] = seccomp::default_profile();
+        }
     }
 
-    Ok(json!({
+    let mut config = json!({
+        "annotations": annotations,
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -514,7 +526,6 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, SpecError> {
             "args": args,
             "env": env,
             "cwd": cwd,
-            "noNewPrivileges": no_new_privs,
             "capabilities": {
                 "bounding": caps, "effective": caps, "permitted": caps,
                 "inheritable": [], "ambient": [],
@@ -525,7 +536,13 @@ pub(crate) fn build(input: &SpecInput<'_>) -> Result<Value, SpecError> {
         "root": { "path": input.rootfs, "readonly": read_only_root },
         "mounts": mounts,
         "linux": linux,
-    }))
+    });
+    // Only when set: libcontainer takes a present `false` as set, and then loads the
+    // seccomp profile after dropping the capabilities it needs to do so.
+    if no_new_privs {
+        config["process"]["noNewPrivileges"] = json!(true);
+    }
+    Ok(config)
 }
 
 /// The hard RLIMIT_NOFILE of this process (from /proc/self/limits), at most 1048576.

@@ -150,3 +150,45 @@ pub(crate) fn set_loopback_up() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Installs a seccomp filter (a `struct sock_filter` array as libseccomp exports it) on
+/// the calling thread. Needs no_new_privs set or CAP_SYS_ADMIN.
+pub(crate) fn load_seccomp_filter(program: &[u8]) -> io::Result<()> {
+    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    if program.is_empty()
+        || !program.len().is_multiple_of(INSN)
+        || program.len() / INSN > u16::MAX as usize
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a seccomp program of {} bytes", program.len()),
+        ));
+    }
+    let mut insns: Vec<libc::sock_filter> = program
+        .chunks_exact(INSN)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect();
+    let prog = libc::sock_fprog {
+        len: insns.len() as u16,
+        filter: insns.as_mut_ptr(),
+    };
+    // SAFETY: `prog` points at `insns`, a valid array of `len` instructions that lives
+    // until the call returns; the kernel copies the program.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
