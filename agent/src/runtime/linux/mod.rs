@@ -12,7 +12,9 @@
 //! `records/<uid>.json`, `pods/<uid>/{volumes/<name>/, containers/<name>/{rootfs/, upper/,
 //! work/}, logs/<name>/}`. What does not outlive a reboot lives under the run dir (a
 //! tmpfs, as runc keeps its state in /run): `libcontainer/<id>/` (libcontainer's state),
-//! `pods/<uid>/{ns/, etc/, containers/<name>/bundle/}`. Besides saving the disk (flash)
+//! `pods/<uid>/{ns/, etc/, containers/<name>/bundle/}`, the shared mount-point layer
+//! `mountpoints/` and the compiled default seccomp filter `seccomp-default.bpf` (linked
+//! into bundles as `seccomp.bpf`). Besides saving the disk (flash)
 //! the writes, this keeps the files a container start creates and a delete removes off
 //! the disk's inode allocator, which is slow under churn.
 
