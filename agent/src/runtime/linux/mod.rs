@@ -1514,6 +1514,11 @@ mod tests {
         let mut out = child.stdout.take().unwrap();
         let line = first_line(&mut out, child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
         assert!(line.is_empty());
+        // Whatever stderr held by then was kept for the error message.
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(child.stderr.as_mut().unwrap(), &mut rest).unwrap();
+        stderr.extend_from_slice(&rest);
+        assert_eq!(stderr, b"broken\n");
         child.wait().unwrap();
     }
 }

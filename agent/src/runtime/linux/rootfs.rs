@@ -140,10 +140,11 @@ pub(crate) fn mount_overlay(
         r.upper.display(),
         r.work.display()
     );
-    if data.len() + ",volatile".len() > MAX_MOUNT_DATA {
+    let volatile = format!("{data},volatile");
+    if volatile.len() > MAX_MOUNT_DATA {
         return Err(RootfsError::TooLong {
             path: dir.to_path_buf(),
-            len: data.len(),
+            len: volatile.len(),
         });
     }
     // `volatile`: the writable layer is thrown away whenever the container ends (a
@@ -159,7 +160,7 @@ pub(crate) fn mount_overlay(
             Some(data),
         )
     };
-    match overlay(&format!("{data},volatile")) {
+    match overlay(&volatile) {
         Err(nix::errno::Errno::EINVAL) => overlay(&data),
         other => other,
     }
