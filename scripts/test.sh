@@ -31,6 +31,12 @@ cargo test --workspace --no-fail-fast 2>&1 | tee -a "$log" || status=1
 # One closing line for the whole suite (ARM and host runs), counted per test.
 passed=$(grep -cE '^test .+ \.\.\. ok' "$log" || true)
 failed=$(grep -cE '^test .+ \.\.\. FAILED' "$log" || true)
+# A test binary killed or crashed before its summary reports no FAILED line of its own.
+unfinished=$(grep -cE "process didn't exit successfully: .*\(signal: " "$log" || true)
 echo
-echo "$passed passed, $failed failed"
+if [ "$unfinished" -gt 0 ]; then
+  echo "$passed passed, $failed failed, $unfinished test binaries did not finish (see above)"
+else
+  echo "$passed passed, $failed failed"
+fi
 exit $status

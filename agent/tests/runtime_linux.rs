@@ -207,8 +207,12 @@ fn wait_log(rt: &LinuxRuntime, uid: &str, name: &str, needle: &str) -> String {
 
 /// Runs `cmd` in a container through exec and returns (exit code, stdout).
 fn exec(rt: &LinuxRuntime, uid: &str, name: &str, cmd: &[&str]) -> (i32, String) {
-    let (out_r, out_w) = nix::unistd::pipe().unwrap();
-    let (err_r, err_w) = nix::unistd::pipe().unwrap();
+    // Close-on-exec, as the agent's own exec streams are: a helper the runtime spawns
+    // meanwhile (the next waiting one) must not inherit the write ends and hold the
+    // reads below open.
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (out_r, out_w) = nix::unistd::pipe2(cloexec).unwrap();
+    let (err_r, err_w) = nix::unistd::pipe2(cloexec).unwrap();
     let command: Vec<String> = cmd.iter().map(|s| s.to_string()).collect();
     let p = rt
         .exec(ExecRequest {
