@@ -32,12 +32,12 @@ fn require_root() {
     );
 }
 
-/// A one-layer busybox image under `dir`, shared by every test (made once).
+/// A one-layer busybox image, shared by every test (made, or brought up to date, once
+/// per run in the build's scratch directory, which it never leaves).
 fn image() -> LocalImage {
     static LAYER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     let layer = LAYER.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("skiff-rt-layer-{}", std::process::id()));
-        let layer = dir.join("layer0");
+        let layer = Path::new(env!("CARGO_TARGET_TMPDIR")).join("runtime-linux-layer0");
         busybox::populate_rootfs(&layer).expect("busybox rootfs (apt-get install busybox-static)");
         layer
     });
@@ -825,6 +825,14 @@ fn create_delete_cycles_leave_nothing_behind() {
     ] {
         let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert!(left.is_empty(), "{} not empty: {left:?}", d.display());
+    }
+    // Removed pods' directories are deleted in the background, soon after.
+    for d in [fx.state.join("trash"), fx.run.join("trash")] {
+        wait_until(
+            &format!("{} to empty", d.display()),
+            Duration::from_secs(60),
+            || std::fs::read_dir(&d).unwrap().next().is_none(),
+        );
     }
     let kids: Vec<i32> = children()
         .into_iter()

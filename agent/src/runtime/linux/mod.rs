@@ -10,13 +10,14 @@
 //!
 //! On-disk layout under the state dir:
 //! `records/<uid>.json`, `pods/<uid>/{volumes/<name>/, containers/<name>/{rootfs/, upper/,
-//! work/}, logs/<name>/}`. What does not outlive a reboot lives under the run dir (a
+//! work/}, logs/<name>/}`, and `trash/` (removed pods' directories, deleted in the
+//! background, see [`trash`]). What does not outlive a reboot lives under the run dir (a
 //! tmpfs, as runc keeps its state in /run): `libcontainer/<id>/` (libcontainer's state),
 //! `pods/<uid>/{ns/, etc/, containers/<name>/bundle/}`, the shared mount-point layer
-//! `mountpoints/` and the compiled default seccomp filter `seccomp-default.bpf` (linked
-//! into bundles as `seccomp.bpf`). Besides saving the disk (flash)
-//! the writes, this keeps the files a container start creates and a delete removes off
-//! the disk's inode allocator, which is slow under churn.
+//! `mountpoints/`, the compiled default seccomp filter `seccomp-default.bpf` (linked
+//! into bundles as `seccomp.bpf`) and a `trash/` of its own. Besides sparing the disk
+//! (flash) the writes, this keeps the files a container start creates and a delete
+//! removes off the disk's inode allocator, which is slow under churn.
 
 mod cgroups;
 mod helper;
@@ -27,6 +28,7 @@ mod sandbox;
 mod seccomp;
 mod spec;
 mod sys;
+mod trash;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -180,6 +182,8 @@ struct Inner {
     mountpoints: Option<PathBuf>,
     /// The default seccomp profile, compiled once (see [`seccomp::compile_default`]).
     seccomp_filter: Option<PathBuf>,
+    /// Deletes removed pods' directories in the background.
+    trash: trash::Trash,
 }
 
 #[derive(Debug)]
@@ -187,6 +191,8 @@ struct PodState {
     rec: PodRecord,
     /// pidfds of the running init processes, by container name.
     pidfds: BTreeMap<String, Arc<OwnedFd>>,
+    /// The pod's first record being made durable while its first containers start.
+    first_flush: Option<record::Flushing>,
 }
 
 fn err(uid: &str, message: impl std::fmt::Display) -> RuntimeError {
@@ -230,6 +236,11 @@ impl LinuxRuntime {
             )
         })?;
         let records = record::read_all(&cfg.state_dir)?;
+        let bins = [
+            cfg.state_dir.join(trash::TRASH),
+            cfg.run_dir.join(trash::TRASH),
+        ];
+        let trash = trash::Trash::open(&bins).map_err(|e| io(&bins[0], e))?;
         let layer = cfg.run_dir.join("mountpoints");
         let mountpoints = match rootfs::make_mountpoints(&layer) {
             Ok(()) => Some(layer),
@@ -256,6 +267,7 @@ impl LinuxRuntime {
             standby_ended: std::sync::atomic::AtomicBool::new(false),
             mountpoints,
             seccomp_filter,
+            trash,
         });
         for rec in records {
             inner.adopt(rec)?;
@@ -380,7 +392,14 @@ impl Inner {
         if dirty {
             record::write(&self.cfg.state_dir, &rec)?;
         }
-        self.lock().insert(uid, PodState { rec, pidfds });
+        self.lock().insert(
+            uid,
+            PodState {
+                rec,
+                pidfds,
+                first_flush: None,
+            },
+        );
         Ok(())
     }
 
@@ -728,6 +747,8 @@ impl Inner {
                 })?
             };
         let started = self.start_container(uid, name, &c);
+        // The record is written again below: its first version must be durable first.
+        let flushed = self.first_record_flushed(uid);
         let mut pods = self.lock();
         let p = pods.get_mut(uid).ok_or_else(|| RuntimeError::NoSuchPod {
             uid: uid.to_string(),
@@ -744,10 +765,11 @@ impl Inner {
                 p.pidfds.insert(name.to_string(), fd.clone());
                 // The pid matters only while the process runs, which no power loss
                 // outlives: a restarted agent finds it in the page cache.
-                record::write_cached(&self.cfg.state_dir, &p.rec)?;
+                let written =
+                    flushed.and_then(|()| record::write_cached(&self.cfg.state_dir, &p.rec));
                 drop(pods);
                 self.watch(uid, name, fd, helper, now);
-                Ok(())
+                written
             }
             Err(e) => {
                 if let Some(oc) = observed_mut(&mut p.rec.observed, name) {
@@ -762,6 +784,12 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Waits for the flush of a pod's first record, if it is still under way.
+    fn first_record_flushed(&self, uid: &str) -> Result<(), RuntimeError> {
+        let flushing = self.lock().get_mut(uid).and_then(|p| p.first_flush.take());
+        flushing.map_or(Ok(()), record::Flushing::wait)
     }
 
     /// Waits until none of `names` runs or `deadline` passes; returns those still running.
@@ -896,7 +924,10 @@ fn join_inside(base: &Path, rel: &str) -> Option<PathBuf> {
 }
 
 impl LinuxRuntime {
-    fn prepare_pod(&self, pod: &PodToStart<'_>) -> Result<PodRecord, RuntimeError> {
+    fn prepare_pod(
+        &self,
+        pod: &PodToStart<'_>,
+    ) -> Result<(PodRecord, record::Flushing), RuntimeError> {
         let inner = &self.inner;
         let uid = pod.uid;
         let spec = &pod.pod.spec;
@@ -1108,11 +1139,15 @@ impl LinuxRuntime {
             tmpfs,
             containers,
         };
-        // The record is flushed while the namespaces are still being made; a failure
-        // after this point removes it again (see `start_pod`).
-        inner.save(&rec)?;
-        sandbox.wait().map_err(|e| err(uid, e))?;
-        Ok(rec)
+        // The record is flushed while the namespaces are made and the first containers
+        // start; a failure after this point removes it again (see `start_pod`).
+        let flushing = record::write_first(&inner.cfg.state_dir, &rec)?;
+        if let Err(e) = sandbox.wait() {
+            // Dropping the flush waits for it, before the record is removed.
+            drop(flushing);
+            return Err(err(uid, e));
+        }
+        Ok((rec, flushing))
     }
 
     /// Frees everything of a pod whose containers have all ended.
@@ -1135,13 +1170,12 @@ impl LinuxRuntime {
         for t in &rec.tmpfs {
             let _ = umount2(t, MntFlags::MNT_DETACH);
         }
-        for d in [&run, &dir] {
-            if let Err(e) = std::fs::remove_dir_all(d)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                warn!(pod = uid, dir = %d.display(), error = %e, "cannot remove a pod directory");
-            }
-        }
+        inner
+            .trash
+            .discard(&run, &inner.cfg.run_dir.join(trash::TRASH));
+        inner
+            .trash
+            .discard(&dir, &inner.cfg.state_dir.join(trash::TRASH));
     }
 }
 
@@ -1155,7 +1189,7 @@ impl ContainerRuntime for LinuxRuntime {
         if self.inner.lock().contains_key(uid) {
             self.remove_pod(uid)?;
         }
-        let rec = match self.prepare_pod(&pod) {
+        let (rec, flushing) = match self.prepare_pod(&pod) {
             Ok(r) => r,
             Err(e) => {
                 let partial = PodRecord {
@@ -1198,6 +1232,7 @@ impl ContainerRuntime for LinuxRuntime {
             PodState {
                 rec,
                 pidfds: BTreeMap::new(),
+                first_flush: Some(flushing),
             },
         );
         // Init containers run one after another, each to completion: the first starts
@@ -1212,7 +1247,8 @@ impl ContainerRuntime for LinuxRuntime {
                 }
             }
         }
-        Ok(())
+        // Reported started only once its record is durable.
+        self.inner.first_record_flushed(uid)
     }
 
     fn start_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {

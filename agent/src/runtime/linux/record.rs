@@ -11,6 +11,14 @@
 //! valid slot with the highest sequence number, the old version or the new one, never a
 //! mix. A record that outgrows its slots is rewritten whole, as the first time. Plain
 //! JSON files (written by earlier agents) are read as they are.
+//!
+//! A pod's first record is written to the page cache as `<uid>.new` before its
+//! containers start and is made durable on a thread of its own while they start
+//! (fsync, rename to `<uid>.json`, fsync of the directory); the runtime waits for that
+//! before it reports the pod started or writes the record again. An agent killed in
+//! between finds the `.new` file intact in the page cache and adopts the pod from it;
+//! one torn by a power loss (which no container outlives) was never reported, and is
+//! dropped.
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
@@ -67,6 +75,13 @@ pub(crate) use crate::runtime::records::safe_name;
 pub(crate) fn path_for(state: &Path, uid: &str) -> PathBuf {
     record_dir(state).join(format!("{}.json", safe_name(uid)))
 }
+
+/// Where a pod's first record waits until it is durable.
+fn new_path_for(state: &Path, uid: &str) -> PathBuf {
+    path_for(state, uid).with_extension(NEW)
+}
+
+const NEW: &str = "new";
 
 /// Writes a record and makes it durable before returning.
 pub(crate) fn write(state: &Path, rec: &PodRecord) -> Result<(), RuntimeError> {
@@ -169,16 +184,96 @@ fn newest_slot(bytes: &[u8]) -> Option<Newest> {
         .max_by_key(|n| n.seq)
 }
 
-/// Writes a fresh record file: both slots allocated (zeros in the second), made durable
-/// under a temporary name and renamed into place.
-fn write_whole(dir: &Path, path: &Path, seq: u64, json: &[u8]) -> Result<(), RuntimeError> {
+/// A whole record file: two slots, the first holding `json`, the second zeros.
+fn whole_file(seq: u64, json: &[u8]) -> Vec<u8> {
     // Room for the record to grow to twice its size before a whole rewrite is needed.
     let slot_size = (HEADER + json.len()) * 2;
     let slot_size = slot_size.div_ceil(PAGE) * PAGE;
     let mut buf = vec![0u8; slot_size * 2];
     let slot = encode_slot(seq, json);
     buf[..slot.len()].copy_from_slice(&slot);
-    crate::runtime::records::write_atomic(dir, path, &buf)
+    buf
+}
+
+/// Writes a fresh record file: both slots allocated (zeros in the second), made durable
+/// under a temporary name and renamed into place.
+fn write_whole(dir: &Path, path: &Path, seq: u64, json: &[u8]) -> Result<(), RuntimeError> {
+    crate::runtime::records::write_atomic(dir, path, &whole_file(seq, json))
+}
+
+/// A pod's first record on its way to the disk (see the module's notes). Dropping it
+/// waits for the flush, so no rename happens after its pod was given up.
+#[derive(Debug)]
+pub(crate) struct Flushing {
+    thread: Option<std::thread::JoinHandle<Result<(), RuntimeError>>>,
+}
+
+impl Flushing {
+    /// Waits until the record is durable under its name.
+    pub fn wait(mut self) -> Result<(), RuntimeError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), RuntimeError> {
+        match self.thread.take().map(|t| t.join()) {
+            None => Ok(()),
+            Some(Ok(res)) => res,
+            Some(Err(_)) => Err(RuntimeError::Io {
+                path: PathBuf::from("records"),
+                source: std::io::Error::other("the thread flushing a record panicked"),
+            }),
+        }
+    }
+}
+
+impl Drop for Flushing {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+/// Writes a pod's first record to the page cache, where a restarted agent finds it, and
+/// makes it durable on a thread of its own.
+pub(crate) fn write_first(state: &Path, rec: &PodRecord) -> Result<Flushing, RuntimeError> {
+    let path = path_for(state, &rec.observed.uid);
+    let new = new_path_for(state, &rec.observed.uid);
+    let json = serde_json::to_vec(rec).expect("record serializes");
+    let io = |source| RuntimeError::Io {
+        path: new.clone(),
+        source,
+    };
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&new)
+        .map_err(io)?;
+    std::io::Write::write_all(&mut f, &whole_file(1, &json)).map_err(io)?;
+    let dir = record_dir(state);
+    let thread = std::thread::Builder::new()
+        .name("skiff-rt-flush".into())
+        .stack_size(64 * 1024)
+        .spawn(move || promote(&f, &new, &path, &dir))
+        .map_err(|e| RuntimeError::Io {
+            path: record_dir(state),
+            source: e,
+        })?;
+    Ok(Flushing {
+        thread: Some(thread),
+    })
+}
+
+/// Makes a `.new` record durable under its final name.
+fn promote(f: &std::fs::File, new: &Path, path: &Path, dir: &Path) -> Result<(), RuntimeError> {
+    let io = |p: &Path, source| RuntimeError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    f.sync_all().map_err(|e| io(new, e))?;
+    std::fs::rename(new, path).map_err(|e| io(new, e))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))
 }
 
 /// The JSON of a record file: the newest valid slot, or the whole file when it is
@@ -191,7 +286,38 @@ fn decode(bytes: &[u8]) -> Option<&[u8]> {
 }
 
 pub(crate) fn remove(state: &Path, uid: &str) -> Result<(), RuntimeError> {
+    records::remove(&new_path_for(state, uid))?;
     records::remove(&path_for(state, uid))
+}
+
+/// Settles what a crash left among the records: a first record still waiting to be
+/// made durable is promoted when intact (an agent was killed while its containers
+/// started, and they may run) and dropped when torn (only a power loss tears one, and
+/// no container outlives that); a temp file of an unfinished whole write is dropped.
+fn settle_leftovers(dir: &Path) -> Result<(), RuntimeError> {
+    let io = |p: &Path, source| RuntimeError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let path = entry.map_err(|e| io(dir, e))?.path();
+        match path.extension().and_then(|e| e.to_str()) {
+            Some(NEW) => {
+                let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+                let intact = newest_slot(&bytes).is_some();
+                if intact {
+                    let f = std::fs::File::open(&path).map_err(|e| io(&path, e))?;
+                    promote(&f, &path, &path.with_extension("json"), dir)?;
+                } else {
+                    tracing::warn!(record = %path.display(), "dropping a torn first record (its pod never started)");
+                    records::remove(&path)?;
+                }
+            }
+            Some("tmp") => records::remove(&path)?,
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn read_all(state: &Path) -> Result<Vec<PodRecord>, RuntimeError> {
@@ -201,6 +327,7 @@ pub(crate) fn read_all(state: &Path) -> Result<Vec<PodRecord>, RuntimeError> {
         source,
     };
     std::fs::create_dir_all(&dir).map_err(io)?;
+    settle_leftovers(&dir)?;
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(io)? {
         let path = entry.map_err(io)?.path();
@@ -363,6 +490,65 @@ mod tests {
         write(dir.path(), &rec("u", 5)).unwrap();
         assert!(std::fs::read(&path).unwrap().starts_with(MAGIC));
         assert_eq!(restarts(dir.path()), vec![5]);
+    }
+
+    #[test]
+    fn a_first_record_is_durable_under_its_name_once_its_flush_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        write_first(dir.path(), &rec("u", 2))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(path_for(dir.path(), "u").exists());
+        assert!(!new_path_for(dir.path(), "u").exists());
+        assert_eq!(restarts(dir.path()), vec![2]);
+        // Later writes go to its slots in place.
+        let len = std::fs::metadata(path_for(dir.path(), "u")).unwrap().len();
+        write(dir.path(), &rec("u", 3)).unwrap();
+        assert_eq!(restarts(dir.path()), vec![3]);
+        assert_eq!(
+            std::fs::metadata(path_for(dir.path(), "u")).unwrap().len(),
+            len
+        );
+    }
+
+    #[test]
+    fn an_intact_first_record_left_unflushed_is_adopted_and_a_torn_one_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        // An agent killed while its flush thread ran: the page cache holds the file.
+        let json = serde_json::to_vec(&rec("kept", 5)).unwrap();
+        std::fs::write(new_path_for(dir.path(), "kept"), whole_file(1, &json)).unwrap();
+        // A power loss in the same window: the name made it to the disk, the data not.
+        std::fs::write(new_path_for(dir.path(), "torn"), vec![0u8; 8192]).unwrap();
+        // An older record of the same pod, whose removal the power loss undid.
+        std::fs::write(
+            path_for(dir.path(), "kept"),
+            whole_file(1, &serde_json::to_vec(&rec("kept", 1)).unwrap()),
+        )
+        .unwrap();
+        // A whole write cut short before its rename.
+        std::fs::write(path_for(dir.path(), "x").with_extension("tmp"), b"{").unwrap();
+        assert_eq!(restarts(dir.path()), vec![5]);
+        let mut left: Vec<String> = std::fs::read_dir(record_dir(dir.path()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["kept.json".to_string()]);
+    }
+
+    #[test]
+    fn removing_a_record_removes_an_unflushed_first_one_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        std::fs::write(new_path_for(dir.path(), "u"), b"x").unwrap();
+        write(dir.path(), &rec("u", 0)).unwrap();
+        remove(dir.path(), "u").unwrap();
+        assert!(!new_path_for(dir.path(), "u").exists());
+        assert!(!path_for(dir.path(), "u").exists());
+        remove(dir.path(), "u").unwrap();
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The few kernel calls the Linux runtime makes that nix does not wrap: process file
-//! descriptors (pidfd_open, pidfd_send_signal, waitid on a pidfd), poll and the child
-//! subreaper flag. Every `unsafe` block of the runtime lives here.
+//! descriptors (pidfd_open, pidfd_send_signal, waitid on a pidfd), poll, the child
+//! subreaper flag and a thread's niceness. Every `unsafe` block of the runtime lives here.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -115,6 +115,18 @@ pub(crate) fn poll_readable(fds: &[BorrowedFd<'_>], timeout_ms: i32) -> io::Resu
 pub(crate) fn set_child_subreaper() -> io::Result<()> {
     // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory.
     let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets the niceness of the calling thread alone (Linux applies setpriority to a
+/// thread id).
+pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
+    let tid = nix::unistd::gettid().as_raw();
+    // SAFETY: setpriority takes plain integers and touches no memory.
+    let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -1,0 +1,164 @@
+//! Directories of removed pods, deleted in the background. Removing a pod renames its
+//! directories into a `trash` directory on the same filesystem (one rename, after which
+//! nothing of the pod is reachable under its own name) and a low-priority thread deletes
+//! them: unlinking a container's writable layer, logs and volumes costs an inode free
+//! (and on many flash devices a discard) per file, which need not delay the removal.
+//! Whatever a crash or a stopped runtime leaves in a trash directory is deleted the next
+//! time the runtime opens.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Sender, channel};
+
+use tracing::warn;
+
+use super::sys;
+
+/// The name of the trash directory under each of the runtime's directories.
+pub(crate) const TRASH: &str = "trash";
+
+/// Niceness of the deleting thread: it yields to container starts and the agent.
+const NICE: i32 = 10;
+
+#[derive(Debug)]
+pub(crate) struct Trash {
+    queue: Mutex<Sender<PathBuf>>,
+    seq: AtomicU64,
+}
+
+impl Trash {
+    /// Starts the deleting thread and hands it what `dirs` (trash directories, made
+    /// when missing) still hold.
+    pub fn open(dirs: &[PathBuf]) -> std::io::Result<Trash> {
+        let (tx, rx) = channel::<PathBuf>();
+        for d in dirs {
+            std::fs::create_dir_all(d)?;
+            for e in std::fs::read_dir(d)? {
+                let _ = tx.send(e?.path());
+            }
+        }
+        std::thread::Builder::new()
+            .name("skiff-rt-trash".into())
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                if let Err(e) = sys::set_thread_nice(NICE) {
+                    warn!(error = %e, "cannot lower the priority of the trash thread");
+                }
+                for p in rx {
+                    remove(&p);
+                }
+            })?;
+        Ok(Trash {
+            queue: Mutex::new(tx),
+            seq: AtomicU64::new(0),
+        })
+    }
+
+    /// Takes `dir` out of the way for deletion: renamed into `trash` (on the same
+    /// filesystem) when it can be, deleted here otherwise. A missing `dir` is fine.
+    pub fn discard(&self, dir: &Path, trash: &Path) {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let target = trash.join(format!(
+            "{name}.{}.{}",
+            std::process::id(),
+            self.seq.fetch_add(1, Ordering::Relaxed)
+        ));
+        match std::fs::rename(dir, &target) {
+            Ok(()) => {
+                let sent = self
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .send(target.clone());
+                if sent.is_err() {
+                    remove(&target);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                warn!(dir = %dir.display(), error = %e, "cannot move a directory to the trash; removing it in place");
+                remove(dir);
+            }
+        }
+    }
+}
+
+fn remove(p: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(p)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(dir = %p.display(), error = %e, "cannot remove a directory");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    fn empty_soon(d: &Path) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::fs::read_dir(d).unwrap().next().is_none() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    fn tree(at: &Path) {
+        std::fs::create_dir_all(at.join("a/b/c")).unwrap();
+        std::fs::write(at.join("a/b/c/f"), b"x").unwrap();
+        std::fs::write(at.join("g"), b"y").unwrap();
+    }
+
+    #[test]
+    fn a_discarded_directory_is_gone_at_once_and_deleted_soon_after() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join(TRASH);
+        let trash = Trash::open(std::slice::from_ref(&bin)).unwrap();
+        for name in ["pod", "pod"] {
+            // The same name twice: each goes to the trash under a name of its own.
+            let dir = root.path().join(name);
+            tree(&dir);
+            trash.discard(&dir, &bin);
+            assert!(!dir.exists());
+        }
+        trash.discard(&root.path().join("never-made"), &bin);
+        assert!(empty_soon(&bin), "the trash was not emptied");
+    }
+
+    #[test]
+    fn what_a_crash_left_in_the_trash_is_deleted_on_open() {
+        let root = tempfile::tempdir().unwrap();
+        let bins = [
+            root.path().join("disk/trash"),
+            root.path().join("run/trash"),
+        ];
+        for b in &bins {
+            tree(&b.join("left.1.0"));
+        }
+        let _trash = Trash::open(&bins).unwrap();
+        for b in &bins {
+            assert!(empty_soon(b), "{} was not emptied", b.display());
+        }
+    }
+
+    #[test]
+    fn a_directory_on_another_filesystem_is_removed_in_place() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join(TRASH);
+        let trash = Trash::open(std::slice::from_ref(&bin)).unwrap();
+        // /dev/shm is a tmpfs of its own: the rename fails with EXDEV.
+        let other = tempfile::tempdir_in("/dev/shm").unwrap();
+        let dir = other.path().join("pod");
+        tree(&dir);
+        trash.discard(&dir, &bin);
+        assert!(!dir.exists());
+    }
+}
