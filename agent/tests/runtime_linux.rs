@@ -734,6 +734,9 @@ fn adoption_after_the_agent_is_killed() {
             stat.contains(") Z")
         }
     );
+    // The killed runtime's spare sandbox was cleared by this one, which clears its own.
+    drop(rt);
+    assert_eq!(mounts_under(&fx.run), Vec::<String>::new(), "mounts left");
 }
 
 const CGROUP_ROOTS: [&str; 9] = [
@@ -811,7 +814,14 @@ fn create_delete_cycles_leave_nothing_behind() {
     }
     assert!(rt.list().unwrap().is_empty());
     assert_eq!(mounts_under(&fx.state), Vec::<String>::new(), "mounts left");
-    assert_eq!(mounts_under(&fx.run), Vec::<String>::new(), "mounts left");
+    // The one sandbox kept ready for the next pod (its three namespace files) is all
+    // that is mounted under the run dir.
+    let spare = fx.run.join("spare");
+    let (spares, pods): (Vec<String>, Vec<String>) = mounts_under(&fx.run)
+        .into_iter()
+        .partition(|m| m.contains(&*spare.to_string_lossy()));
+    assert_eq!(pods, Vec::<String>::new(), "mounts left");
+    assert!(spares.len() <= 3, "{spares:#?}");
     assert_eq!(
         cgroup_dirs(&fx.cgroup_parent),
         Vec::<PathBuf>::new(),
@@ -843,4 +853,38 @@ fn create_delete_cycles_leave_nothing_behind() {
         })
         .collect();
     assert_eq!(kids, Vec::<i32>::new(), "processes left");
+    // A closed runtime leaves no spare behind.
+    drop(rt);
+    assert_eq!(mounts_under(&fx.run), Vec::<String>::new(), "mounts left");
+    for d in [fx.run.join("spare"), fx.state.join("spare")] {
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert!(left.is_empty(), "{} not empty: {left:?}", d.display());
+    }
+}
+
+#[test]
+fn pods_started_back_to_back_get_namespaces_and_hostnames_of_their_own() {
+    let fx = fixture("apart");
+    let rt = fx.open();
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for i in 0..4 {
+        let uid = format!("uid-apart-{i}");
+        let p = pod(
+            &format!("apart-{i}"),
+            json!({ "containers": [ctr("c", "sleep 1000")] }),
+        );
+        fx.start(&rt, &uid, &p);
+        let pid = pid_of(&rt, &uid, "c");
+        let (code, out) = exec(&rt, &uid, "c", &["hostname"]);
+        assert_eq!((code, out.trim()), (0, format!("apart-{i}").as_str()));
+        let ids = (ns_link(pid, "net"), ns_link(pid, "uts"));
+        assert!(
+            !seen.contains(&ids),
+            "pod {i} shares namespaces with an earlier pod"
+        );
+        seen.push(ids);
+    }
+    for i in 0..4 {
+        rt.remove_pod(&format!("uid-apart-{i}")).unwrap();
+    }
 }

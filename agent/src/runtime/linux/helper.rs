@@ -151,6 +151,15 @@ fn helper(args: &[OsString]) -> Result<ExitCode, String> {
 
 /// Waits for one `run` request on stdin and serves it.
 fn standby() -> Result<ExitCode, String> {
+    // libcontainer's processes open /proc files through a private procfs instance,
+    // made on first use and cached for the process (and the processes it forks):
+    // making it here, before the request, takes a mount off the start's path.
+    if let Err(e) = pathrs::procfs::ProcfsHandle::new() {
+        let _ = writeln!(
+            std::io::stderr(),
+            "{HELPER_ARG} standby: procfs handle: {e}"
+        );
+    }
     let mut request = Vec::new();
     std::io::stdin()
         .read_to_end(&mut request)

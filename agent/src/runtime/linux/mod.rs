@@ -19,6 +19,7 @@
 //! (flash) the writes, this keeps the files a container start creates and a delete
 //! removes off the disk's inode allocator, which is slow under churn.
 
+mod busy;
 mod cgroups;
 mod helper;
 mod logs;
@@ -26,6 +27,7 @@ mod record;
 mod rootfs;
 mod sandbox;
 mod seccomp;
+mod spare;
 mod spec;
 mod sys;
 mod trash;
@@ -184,6 +186,10 @@ struct Inner {
     seccomp_filter: Option<PathBuf>,
     /// Deletes removed pods' directories in the background.
     trash: trash::Trash,
+    /// Sandboxes and pod directories made ahead of time.
+    spares: spare::Spares,
+    /// Starts under way, which the trash and the spares wait for.
+    busy: Arc<busy::Busy>,
 }
 
 #[derive(Debug)]
@@ -193,6 +199,9 @@ struct PodState {
     pidfds: BTreeMap<String, Arc<OwnedFd>>,
     /// The pod's first record being made durable while its first containers start.
     first_flush: Option<record::Flushing>,
+    /// Containers whose directories were made with the pod (from a spare) and not used
+    /// yet: their first start needs no fresh ones.
+    fresh: std::collections::BTreeSet<String>,
 }
 
 fn err(uid: &str, message: impl std::fmt::Display) -> RuntimeError {
@@ -240,7 +249,10 @@ impl LinuxRuntime {
             cfg.state_dir.join(trash::TRASH),
             cfg.run_dir.join(trash::TRASH),
         ];
-        let trash = trash::Trash::open(&bins).map_err(|e| io(&bins[0], e))?;
+        let busy = Arc::new(busy::Busy::default());
+        let trash = trash::Trash::open(&bins, busy.clone()).map_err(|e| io(&bins[0], e))?;
+        let spares = spare::Spares::open(&cfg.run_dir, &cfg.state_dir, busy.clone())
+            .map_err(|e| io(&cfg.run_dir.join(spare::SPARE), e))?;
         let layer = cfg.run_dir.join("mountpoints");
         let mountpoints = match rootfs::make_mountpoints(&layer) {
             Ok(()) => Some(layer),
@@ -268,6 +280,8 @@ impl LinuxRuntime {
             mountpoints,
             seccomp_filter,
             trash,
+            spares,
+            busy,
         });
         for rec in records {
             inner.adopt(rec)?;
@@ -316,6 +330,7 @@ impl Drop for LinuxRuntime {
         // `_stop_tx` closes after this: watcher threads see the hang-up and end without
         // reaping anything, leaving the containers to the next runtime.
         self.inner.end_standby();
+        self.inner.spares.stop();
     }
 }
 
@@ -398,6 +413,7 @@ impl Inner {
                 rec,
                 pidfds,
                 first_flush: None,
+                fresh: Default::default(),
             },
         );
         Ok(())
@@ -528,14 +544,18 @@ impl Inner {
         uid: &str,
         name: &str,
         c: &ContainerRecord,
+        fresh: bool,
     ) -> Result<(i32, Arc<OwnedFd>, Option<OwnedFd>), RuntimeError> {
         let cdir = self.pod_dir(uid).join("containers").join(name);
         let log_dir = self.pod_dir(uid).join("logs").join(name);
         let logs = logs::LogFiles::at(&log_dir);
-        logs.create_dir().map_err(|e| RuntimeError::Io {
-            path: log_dir.clone(),
-            source: e,
-        })?;
+        if !fresh {
+            logs.create_dir().map_err(|e| RuntimeError::Io {
+                path: log_dir.clone(),
+                source: e,
+            })?;
+            rootfs::renew_dirs(&cdir).map_err(|e| err(uid, e))?;
+        }
         // A leftover from an earlier run of this container (restart, or a crash).
         self.delete_container_state(c);
         let top = self
@@ -733,20 +753,21 @@ impl Inner {
 
     /// Runs one container to its start and records it running.
     fn launch(self: &Arc<Self>, uid: &str, name: &str) -> Result<(), RuntimeError> {
-        let c =
-            {
-                let pods = self.lock();
-                let p = pods.get(uid).ok_or_else(|| RuntimeError::NoSuchPod {
+        let _start = self.busy.start();
+        let (c, fresh) = {
+            let mut pods = self.lock();
+            let p = pods.get_mut(uid).ok_or_else(|| RuntimeError::NoSuchPod {
+                uid: uid.to_string(),
+            })?;
+            let c = p.rec.containers.get(name).cloned().ok_or_else(|| {
+                RuntimeError::NoSuchContainer {
                     uid: uid.to_string(),
-                })?;
-                p.rec.containers.get(name).cloned().ok_or_else(|| {
-                    RuntimeError::NoSuchContainer {
-                        uid: uid.to_string(),
-                        container: name.to_string(),
-                    }
-                })?
-            };
-        let started = self.start_container(uid, name, &c);
+                    container: name.to_string(),
+                }
+            })?;
+            (c, p.fresh.remove(name))
+        };
+        let started = self.start_container(uid, name, &c, fresh);
         // The record is written again below: its first version must be durable first.
         let flushed = self.first_record_flushed(uid);
         let mut pods = self.lock();
@@ -784,6 +805,49 @@ impl Inner {
                 Err(e)
             }
         }
+    }
+
+    /// Makes a spare skeleton `dir`, the directory of a pod whose first container is
+    /// `container`; returns the container's name when it did.
+    fn claim_skeleton(&self, dir: &Path, container: &str) -> Option<String> {
+        let skeleton = self.spares.take_skeleton()?;
+        match spare::claim_skeleton(&skeleton, dir, &record::safe_name(container)) {
+            Ok(()) => Some(container.to_string()),
+            Err(e) => {
+                debug!(dir = %dir.display(), error = %e, "cannot take a spare pod directory");
+                self.trash
+                    .discard(&skeleton, &self.cfg.state_dir.join(trash::TRASH));
+                None
+            }
+        }
+    }
+
+    /// A pod's sandbox in `<run>/ns`: a spare one taken over when there is one (not for
+    /// host networking), or new namespaces.
+    fn sandbox(
+        &self,
+        run: &Path,
+        host_network: bool,
+        hostname: &str,
+    ) -> Result<sandbox::Pending, sandbox::SandboxError> {
+        let ns = run.join("ns");
+        if !host_network && let Some(spare) = self.spares.take_sandbox() {
+            let taken = std::fs::create_dir_all(run)
+                .map_err(|source| sandbox::SandboxError::Io {
+                    dir: run.to_path_buf(),
+                    what: "creating the directory",
+                    source,
+                })
+                .and_then(|()| sandbox::take_over(&spare, &ns, hostname));
+            match taken {
+                Ok(p) => return Ok(p),
+                Err(e) => {
+                    debug!(error = %e, "cannot take over a spare sandbox; making one");
+                    spare::remove_sandbox(&spare);
+                }
+            }
+        }
+        sandbox::start(&ns, host_network, hostname)
     }
 
     /// Waits for the flush of a pod's first record, if it is still under way.
@@ -923,11 +987,16 @@ fn join_inside(base: &Path, rel: &str) -> Option<PathBuf> {
     }
 }
 
+/// A pod made ready to start: its record (being flushed) and the containers whose
+/// directories came with it.
+struct Prepared {
+    rec: PodRecord,
+    flushing: record::Flushing,
+    fresh: std::collections::BTreeSet<String>,
+}
+
 impl LinuxRuntime {
-    fn prepare_pod(
-        &self,
-        pod: &PodToStart<'_>,
-    ) -> Result<(PodRecord, record::Flushing), RuntimeError> {
+    fn prepare_pod(&self, pod: &PodToStart<'_>) -> Result<Prepared, RuntimeError> {
         let inner = &self.inner;
         let uid = pod.uid;
         let spec = &pod.pod.spec;
@@ -937,7 +1006,11 @@ impl LinuxRuntime {
             path: path.to_path_buf(),
             source,
         };
-        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let first = spec.init_containers.iter().chain(&spec.containers).next();
+        let fresh = first.and_then(|c| inner.claim_skeleton(&dir, &c.name));
+        if fresh.is_none() {
+            std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        }
 
         let hostname = if spec.host_network {
             nix::unistd::gethostname()
@@ -946,9 +1019,10 @@ impl LinuxRuntime {
         } else {
             spec::pod_hostname(pod.pod)
         };
-        // The namespaces are made on their own thread while the pod's files and
-        // bundles are written.
-        let sandbox = sandbox::start(&run.join("ns"), spec.host_network, &hostname)
+        // The namespaces are made (or a spare's hostname set) on their own thread while
+        // the pod's files and bundles are written.
+        let sandbox = inner
+            .sandbox(&run, spec.host_network, &hostname)
             .map_err(|e| err(uid, e))?;
         let etc = run.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| io(&etc, e))?;
@@ -1147,7 +1221,11 @@ impl LinuxRuntime {
             drop(flushing);
             return Err(err(uid, e));
         }
-        Ok((rec, flushing))
+        Ok(Prepared {
+            rec,
+            flushing,
+            fresh: fresh.into_iter().collect(),
+        })
     }
 
     /// Frees everything of a pod whose containers have all ended.
@@ -1185,11 +1263,16 @@ fn observe_named<'a>(o: &'a mut ObservedPod, name: &str) -> Option<&'a mut Obser
 
 impl ContainerRuntime for LinuxRuntime {
     fn start_pod(&self, pod: PodToStart<'_>) -> Result<(), RuntimeError> {
+        let _start = self.inner.busy.start();
         let uid = pod.uid;
         if self.inner.lock().contains_key(uid) {
             self.remove_pod(uid)?;
         }
-        let (rec, flushing) = match self.prepare_pod(&pod) {
+        let Prepared {
+            rec,
+            flushing,
+            fresh,
+        } = match self.prepare_pod(&pod) {
             Ok(r) => r,
             Err(e) => {
                 let partial = PodRecord {
@@ -1233,6 +1316,7 @@ impl ContainerRuntime for LinuxRuntime {
                 rec,
                 pidfds: BTreeMap::new(),
                 first_flush: Some(flushing),
+                fresh,
             },
         );
         // Init containers run one after another, each to completion: the first starts

@@ -92,19 +92,35 @@ pub(crate) fn mountpoints_fit(layers: &[PathBuf]) -> bool {
     })
 }
 
-/// Mounts a fresh overlay of `layers` (bottom first), under `top` when given, at
-/// `<dir>/rootfs`, discarding any writable layer an earlier start left behind.
-pub(crate) fn mount_overlay(
-    dir: &Path,
-    layers: &[PathBuf],
-    top: Option<&Path>,
-) -> Result<Rootfs, RootfsError> {
+/// Makes a container's overlay directories under `dir` fresh: unmounts a leftover
+/// overlay and discards the writable layer an earlier start left behind.
+pub(crate) fn renew_dirs(dir: &Path) -> Result<Rootfs, RootfsError> {
     let r = Rootfs::at(dir);
     let io = |what, source| RootfsError::Io {
         path: dir.to_path_buf(),
         what,
         source,
     };
+    unmount(&r);
+    for d in [&r.upper, &r.work] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).map_err(|e| io("removing an old writable layer", e))?;
+        }
+    }
+    for d in [&r.merged, &r.upper, &r.work] {
+        std::fs::create_dir_all(d).map_err(|e| io("creating overlay dirs", e))?;
+    }
+    Ok(r)
+}
+
+/// Mounts an overlay of `layers` (bottom first), under `top` when given, at
+/// `<dir>/rootfs`, over the fresh directories [`renew_dirs`] made.
+pub(crate) fn mount_overlay(
+    dir: &Path,
+    layers: &[PathBuf],
+    top: Option<&Path>,
+) -> Result<Rootfs, RootfsError> {
+    let r = Rootfs::at(dir);
     if layers.is_empty() {
         return Err(RootfsError::NoLayers {
             path: dir.to_path_buf(),
@@ -118,15 +134,6 @@ pub(crate) fn mount_overlay(
                 layer: l.to_path_buf(),
             });
         }
-    }
-    unmount(&r);
-    for d in [&r.upper, &r.work] {
-        if d.exists() {
-            std::fs::remove_dir_all(d).map_err(|e| io("removing an old writable layer", e))?;
-        }
-    }
-    for d in [&r.merged, &r.upper, &r.work] {
-        std::fs::create_dir_all(d).map_err(|e| io("creating overlay dirs", e))?;
     }
     // The overlay's lowerdir lists the top layer first.
     let lower: Vec<String> = top

@@ -128,6 +128,49 @@ pub(crate) fn start(
     })
 }
 
+/// Takes over a sandbox made ahead in `spare` (by [`start`], without host networking):
+/// renames it to `dir` (whose parent exists) and sets the pod's hostname in its UTS
+/// namespace on a thread, as [`start`] makes one.
+pub(crate) fn take_over(spare: &Path, dir: &Path, hostname: &str) -> Result<Pending, SandboxError> {
+    std::fs::rename(spare, dir).map_err(|source| SandboxError::Io {
+        dir: dir.to_path_buf(),
+        what: "taking over a spare sandbox",
+        source,
+    })?;
+    let sb = Sandbox::paths(dir, false);
+    let (d, uts, h) = (dir.to_path_buf(), sb.uts.clone(), hostname.to_string());
+    let thread = std::thread::Builder::new()
+        .name("skiff-sandbox".into())
+        .spawn(move || set_hostname(&d, uts.as_deref(), &h))
+        .map_err(|source| SandboxError::Io {
+            dir: dir.to_path_buf(),
+            what: "spawning the namespace thread",
+            source,
+        })?;
+    Ok(Pending {
+        dir: dir.to_path_buf(),
+        sb,
+        thread: Some(thread),
+    })
+}
+
+/// Joins the UTS namespace behind `uts` (this thread only) and names it.
+fn set_hostname(dir: &Path, uts: Option<&Path>, hostname: &str) -> Result<(), SandboxError> {
+    let Some(uts) = uts else { return Ok(()) };
+    let f = std::fs::File::open(uts).map_err(|source| SandboxError::Io {
+        dir: dir.to_path_buf(),
+        what: "opening the UTS namespace",
+        source,
+    })?;
+    let sys_err = |what, source| SandboxError::Sys {
+        dir: dir.to_path_buf(),
+        what,
+        source,
+    };
+    nix::sched::setns(&f, CloneFlags::CLONE_NEWUTS).map_err(|e| sys_err("setns", e))?;
+    nix::unistd::sethostname(hostname).map_err(|e| sys_err("sethostname", e))
+}
+
 /// Runs on its own thread, which ends right after: the namespaces stay alive through
 /// the bind mounts.
 fn make_namespaces(dir: &Path, sb: &Sandbox, hostname: &str) -> Result<(), SandboxError> {

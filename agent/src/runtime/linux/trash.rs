@@ -7,12 +7,13 @@
 //! time the runtime opens.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
 
 use tracing::warn;
 
+use super::busy::Busy;
 use super::sys;
 
 /// The name of the trash directory under each of the runtime's directories.
@@ -20,6 +21,9 @@ pub(crate) const TRASH: &str = "trash";
 
 /// Niceness of the deleting thread: it yields to container starts and the agent.
 const NICE: i32 = 10;
+
+/// The longest a deletion waits for the starts under way.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(crate) struct Trash {
@@ -29,8 +33,8 @@ pub(crate) struct Trash {
 
 impl Trash {
     /// Starts the deleting thread and hands it what `dirs` (trash directories, made
-    /// when missing) still hold.
-    pub fn open(dirs: &[PathBuf]) -> std::io::Result<Trash> {
+    /// when missing) still hold. It deletes while `busy` has no start under way.
+    pub fn open(dirs: &[PathBuf], busy: Arc<Busy>) -> std::io::Result<Trash> {
         let (tx, rx) = channel::<PathBuf>();
         for d in dirs {
             std::fs::create_dir_all(d)?;
@@ -46,6 +50,7 @@ impl Trash {
                     warn!(error = %e, "cannot lower the priority of the trash thread");
                 }
                 for p in rx {
+                    busy.wait_idle(MAX_WAIT);
                     remove(&p);
                 }
             })?;
@@ -121,7 +126,7 @@ mod tests {
     fn a_discarded_directory_is_gone_at_once_and_deleted_soon_after() {
         let root = tempfile::tempdir().unwrap();
         let bin = root.path().join(TRASH);
-        let trash = Trash::open(std::slice::from_ref(&bin)).unwrap();
+        let trash = Trash::open(std::slice::from_ref(&bin), Default::default()).unwrap();
         for name in ["pod", "pod"] {
             // The same name twice: each goes to the trash under a name of its own.
             let dir = root.path().join(name);
@@ -143,7 +148,7 @@ mod tests {
         for b in &bins {
             tree(&b.join("left.1.0"));
         }
-        let _trash = Trash::open(&bins).unwrap();
+        let _trash = Trash::open(&bins, Default::default()).unwrap();
         for b in &bins {
             assert!(empty_soon(b), "{} was not emptied", b.display());
         }
@@ -153,7 +158,7 @@ mod tests {
     fn a_directory_on_another_filesystem_is_removed_in_place() {
         let root = tempfile::tempdir().unwrap();
         let bin = root.path().join(TRASH);
-        let trash = Trash::open(std::slice::from_ref(&bin)).unwrap();
+        let trash = Trash::open(std::slice::from_ref(&bin), Default::default()).unwrap();
         // /dev/shm is a tmpfs of its own: the rename fails with EXDEV.
         let other = tempfile::tempdir_in("/dev/shm").unwrap();
         let dir = other.path().join("pod");
