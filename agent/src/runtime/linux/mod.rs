@@ -250,9 +250,10 @@ impl LinuxRuntime {
             cfg.run_dir.join(trash::TRASH),
         ];
         let busy = Arc::new(busy::Busy::default());
-        let trash = trash::Trash::open(&bins, busy.clone()).map_err(|e| io(&bins[0], e))?;
         let spares = spare::Spares::open(&cfg.run_dir, &cfg.state_dir, busy.clone())
             .map_err(|e| io(&cfg.run_dir.join(spare::SPARE), e))?;
+        let trash = trash::Trash::open(&bins, busy.clone(), spares.recycler())
+            .map_err(|e| io(&bins[0], e))?;
         let layer = cfg.run_dir.join("mountpoints");
         let mountpoints = match rootfs::make_mountpoints(&layer) {
             Ok(()) => Some(layer),

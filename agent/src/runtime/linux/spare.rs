@@ -6,6 +6,12 @@
 //! network namespace costs most of a millisecond), and a low-priority thread makes the
 //! next ones while the container runs.
 //!
+//! A removed pod's directory becomes the next skeleton where it can (see [`recycle`]):
+//! its container's writable layer and work directory are made anew, its log file
+//! emptied and everything else deleted, so a steady turnover of pods neither allocates
+//! nor frees most of those inodes (nor wears the flash with them). A fresh skeleton is
+//! made only when no removed pod supplied one for a while.
+//!
 //! Spares live in `spare/` under the run dir (sandboxes) and the state dir (skeletons),
 //! on the filesystems their pods' directories are on. What a crash leaves there is
 //! removed when the runtime opens again; a stopped runtime removes its own.
@@ -32,6 +38,9 @@ const NICE: i32 = 10;
 /// The longest the making of a spare waits for the starts under way.
 const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long after a skeleton was taken a fresh one waits for a removed pod to supply it.
+const FRESH_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Debug, Default)]
 struct State {
     /// A sandbox's directory (its namespace files inside), ready.
@@ -39,6 +48,8 @@ struct State {
     /// A skeleton pod directory, ready.
     skeleton: Option<PathBuf>,
     stop: bool,
+    /// When the last skeleton was taken.
+    skeleton_taken: Option<std::time::Instant>,
     /// Kinds that failed to be made once: not tried again.
     no_sandbox: bool,
     no_skeleton: bool,
@@ -99,9 +110,44 @@ impl Spares {
 
     /// A ready skeleton pod directory, if there is one (another is made meanwhile).
     pub fn take_skeleton(&self) -> Option<PathBuf> {
-        let taken = self.shared.lock().skeleton.take();
+        let taken = {
+            let mut st = self.shared.lock();
+            st.skeleton_taken = Some(std::time::Instant::now());
+            st.skeleton.take()
+        };
         self.shared.cond.notify_all();
         taken
+    }
+
+    /// What takes the directories of removed pods (from the trash) as skeletons: true
+    /// when it took `dir`, which the trash then leaves alone.
+    pub fn recycler(&self) -> impl Fn(&Path) -> bool + Send + 'static {
+        let shared = self.shared.clone();
+        move |dir| {
+            {
+                let st = shared.lock();
+                if st.stop || st.no_skeleton || st.skeleton.is_some() {
+                    return false;
+                }
+            }
+            let target = shared.disk.join(format!(
+                "{}-r{}",
+                std::process::id(),
+                RECYCLED.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ));
+            if let Err(e) = recycle(dir, &target) {
+                tracing::debug!(dir = %dir.display(), error = %e, "not recycling a removed pod's directory");
+                return false;
+            }
+            let mut st = shared.lock();
+            if st.stop || st.skeleton.is_some() {
+                drop(st);
+                remove_dir(&target);
+            } else {
+                st.skeleton = Some(target);
+            }
+            true
+        }
     }
 
     /// Stops making spares and removes the ready ones.
@@ -122,6 +168,95 @@ impl Spares {
         if let Some(d) = sk {
             remove_dir(&d);
         }
+    }
+}
+
+static RECYCLED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Turns `dir`, the directory of a removed pod (its containers ended, their root
+/// filesystems unmounted), into a skeleton at `target` on the same filesystem: one
+/// container's directories are kept, with a new writable layer and work directory
+/// (whatever the container wrote, and whatever attributes it gave its root, go) and an
+/// emptied log file; every other container's, every volume and every rotated or
+/// previous log is deleted. A directory that does not look like a pod's is refused
+/// untouched.
+pub(crate) fn recycle(dir: &Path, target: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: &str| Err(std::io::Error::other(why.to_string()));
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    if std::fs::metadata(dir)?.dev() != std::fs::metadata(parent)?.dev() {
+        return refuse("on another filesystem");
+    }
+    let containers = dir.join("containers");
+    let Some(keep) = std::fs::read_dir(&containers)?
+        .flatten()
+        .map(|e| e.file_name())
+        .find(|n| {
+            let c = containers.join(n);
+            ["rootfs", "upper", "work"]
+                .iter()
+                .all(|d| std::fs::symlink_metadata(c.join(d)).is_ok_and(|m| m.is_dir()))
+        })
+    else {
+        return refuse("no container directory");
+    };
+    let cdir = containers.join(&keep);
+    let rootfs = cdir.join("rootfs");
+    if std::fs::metadata(&rootfs)?.dev() != std::fs::metadata(&cdir)?.dev()
+        || std::fs::read_dir(&rootfs)?.next().is_some()
+    {
+        return refuse("the root filesystem is still mounted or not empty");
+    }
+    // From here on the directory is changed; any failure leaves it to be deleted.
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        if name != "containers" && name != "logs" {
+            remove_any(&entry.path())?;
+        }
+    }
+    for entry in std::fs::read_dir(&containers)?.flatten() {
+        if entry.file_name() != keep {
+            remove_any(&entry.path())?;
+        }
+    }
+    for d in ["upper", "work"] {
+        std::fs::remove_dir_all(cdir.join(d))?;
+    }
+    rootfs::renew_dirs(&cdir).map_err(std::io::Error::other)?;
+    let logs_dir = dir.join("logs");
+    std::fs::create_dir_all(&logs_dir)?;
+    for entry in std::fs::read_dir(&logs_dir)?.flatten() {
+        if entry.file_name() != keep {
+            remove_any(&entry.path())?;
+        }
+    }
+    let logs = logs::LogFiles::at(&logs_dir.join(&keep));
+    logs.create_dir()?;
+    for entry in std::fs::read_dir(logs_dir.join(&keep))?.flatten() {
+        if entry.path() != logs.current() {
+            remove_any(&entry.path())?;
+        }
+    }
+    let current = logs.current();
+    if std::fs::symlink_metadata(&current).is_ok_and(|m| !m.is_file()) {
+        remove_any(&current)?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&current)?;
+    std::fs::rename(&cdir, dir.join(SKELETON_CONTAINER))?;
+    std::fs::rename(logs_dir.join(&keep), dir.join(SKELETON_LOGS))?;
+    std::fs::rename(dir, target)
+}
+
+fn remove_any(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -159,11 +294,23 @@ fn make_spares(s: &Shared) {
                     return;
                 }
                 let sb = st.sandbox.is_none() && !st.no_sandbox;
-                let sk = st.skeleton.is_none() && !st.no_skeleton;
+                let wanted = st.skeleton.is_none() && !st.no_skeleton;
+                // A removed pod may supply the skeleton: a fresh one waits a little.
+                let due = st.skeleton_taken.map_or(std::time::Duration::ZERO, |t| {
+                    FRESH_DELAY.saturating_sub(t.elapsed())
+                });
+                let sk = wanted && due.is_zero();
                 if sb || sk {
                     break (sb, sk);
                 }
-                st = s.cond.wait(st).unwrap_or_else(|p| p.into_inner());
+                st = if wanted {
+                    s.cond
+                        .wait_timeout(st, due)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0
+                } else {
+                    s.cond.wait(st).unwrap_or_else(|p| p.into_inner())
+                };
             }
         };
         seq += 1;
@@ -172,7 +319,16 @@ fn make_spares(s: &Shared) {
         if need_skeleton {
             let dir = s.disk.join(&name);
             match make_skeleton(&dir) {
-                Ok(()) => s.lock().skeleton = Some(dir),
+                Ok(()) => {
+                    let mut st = s.lock();
+                    if st.skeleton.is_some() {
+                        // A removed pod's directory came first.
+                        drop(st);
+                        remove_dir(&dir);
+                    } else {
+                        st.skeleton = Some(dir);
+                    }
+                }
                 Err(e) => {
                     warn!(dir = %dir.display(), error = %e, "cannot make a spare pod directory; pods make their own");
                     remove_dir(&dir);
@@ -255,6 +411,92 @@ mod tests {
         make_skeleton(&sk2).unwrap();
         assert!(claim_skeleton(&sk2, &pod, "web").is_err());
         assert!(sk2.exists());
+    }
+
+    fn tree(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap().flatten() {
+                let p = e.path();
+                let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+                if e.file_type().unwrap().is_dir() {
+                    out.push(format!("{rel}/"));
+                    stack.push(p);
+                } else {
+                    let len = e.metadata().unwrap().len();
+                    out.push(format!("{rel} {len}"));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn removed_pod(dir: &Path) {
+        for c in ["a", "b"] {
+            let cdir = dir.join("containers").join(c);
+            for d in ["rootfs", "upper/etc", "work/work/incompat/volatile"] {
+                std::fs::create_dir_all(cdir.join(d)).unwrap();
+            }
+            std::fs::write(cdir.join("upper/etc/secret"), b"pod data").unwrap();
+            let logs = dir.join("logs").join(c);
+            std::fs::create_dir_all(&logs).unwrap();
+            for f in ["current.log", "current.log.1", "previous.log"] {
+                std::fs::write(logs.join(f), b"log lines").unwrap();
+            }
+        }
+        std::fs::create_dir_all(dir.join("volumes/v")).unwrap();
+        std::fs::write(dir.join("volumes/v/data"), b"volume data").unwrap();
+    }
+
+    #[test]
+    fn a_removed_pods_directory_becomes_a_skeleton_with_nothing_of_the_pod_left() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("trash/pod.1.0");
+        removed_pod(&dir);
+        std::fs::create_dir_all(root.path().join("spare")).unwrap();
+        let target = root.path().join("spare/r1");
+        recycle(&dir, &target).unwrap();
+        assert!(!dir.exists());
+        assert_eq!(
+            tree(&target),
+            vec![
+                "containers/",
+                "containers/_/",
+                "containers/_/rootfs/",
+                "containers/_/upper/",
+                "containers/_/work/",
+                "logs/",
+                "logs/_/",
+                "logs/_/current.log 0",
+            ]
+        );
+        // It serves as a fresh one does.
+        let fresh = root.path().join("fresh");
+        make_skeleton(&fresh).unwrap();
+        assert_eq!(tree(&fresh), tree(&target));
+    }
+
+    #[test]
+    fn what_does_not_look_like_a_removed_pod_is_refused_untouched() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("spare")).unwrap();
+        // A pod's directory under the run dir: bundles, no writable layers.
+        let run = root.path().join("run-pod");
+        std::fs::create_dir_all(run.join("containers/a/bundle")).unwrap();
+        std::fs::write(run.join("containers/a/bundle/config.json"), b"{}").unwrap();
+        let before = tree(&run);
+        assert!(recycle(&run, &root.path().join("spare/x")).is_err());
+        assert_eq!(tree(&run), before);
+        // A root filesystem that is not empty (still mounted, say).
+        let busy = root.path().join("busy-pod");
+        removed_pod(&busy);
+        std::fs::write(busy.join("containers/a/rootfs/f"), b"x").unwrap();
+        std::fs::write(busy.join("containers/b/rootfs/f"), b"x").unwrap();
+        let before = tree(&busy);
+        assert!(recycle(&busy, &root.path().join("spare/y")).is_err());
+        assert_eq!(tree(&busy), before);
     }
 
     #[test]

@@ -33,8 +33,13 @@ pub(crate) struct Trash {
 
 impl Trash {
     /// Starts the deleting thread and hands it what `dirs` (trash directories, made
-    /// when missing) still hold. It deletes while `busy` has no start under way.
-    pub fn open(dirs: &[PathBuf], busy: Arc<Busy>) -> std::io::Result<Trash> {
+    /// when missing) still hold. It deletes while `busy` has no start under way, and
+    /// offers each directory to `recycle` first, which may take it instead.
+    pub fn open(
+        dirs: &[PathBuf],
+        busy: Arc<Busy>,
+        recycle: impl Fn(&Path) -> bool + Send + 'static,
+    ) -> std::io::Result<Trash> {
         let (tx, rx) = channel::<PathBuf>();
         for d in dirs {
             std::fs::create_dir_all(d)?;
@@ -51,7 +56,9 @@ impl Trash {
                 }
                 for p in rx {
                     busy.wait_idle(MAX_WAIT);
-                    remove(&p);
+                    if !recycle(&p) {
+                        remove(&p);
+                    }
                 }
             })?;
         Ok(Trash {
@@ -126,7 +133,7 @@ mod tests {
     fn a_discarded_directory_is_gone_at_once_and_deleted_soon_after() {
         let root = tempfile::tempdir().unwrap();
         let bin = root.path().join(TRASH);
-        let trash = Trash::open(std::slice::from_ref(&bin), Default::default()).unwrap();
+        let trash = Trash::open(std::slice::from_ref(&bin), Default::default(), |_| false).unwrap();
         for name in ["pod", "pod"] {
             // The same name twice: each goes to the trash under a name of its own.
             let dir = root.path().join(name);
@@ -148,7 +155,7 @@ mod tests {
         for b in &bins {
             tree(&b.join("left.1.0"));
         }
-        let _trash = Trash::open(&bins, Default::default()).unwrap();
+        let _trash = Trash::open(&bins, Default::default(), |_| false).unwrap();
         for b in &bins {
             assert!(empty_soon(b), "{} was not emptied", b.display());
         }
@@ -158,7 +165,7 @@ mod tests {
     fn a_directory_on_another_filesystem_is_removed_in_place() {
         let root = tempfile::tempdir().unwrap();
         let bin = root.path().join(TRASH);
-        let trash = Trash::open(std::slice::from_ref(&bin), Default::default()).unwrap();
+        let trash = Trash::open(std::slice::from_ref(&bin), Default::default(), |_| false).unwrap();
         // /dev/shm is a tmpfs of its own: the rename fails with EXDEV.
         let other = tempfile::tempdir_in("/dev/shm").unwrap();
         let dir = other.path().join("pod");
