@@ -41,12 +41,17 @@ const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long after a skeleton was taken a fresh one waits for a removed pod to supply it.
 const FRESH_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 
+/// How many spares of each kind are kept ready. Two: a removed pod's directory reaches
+/// the pool only after the start that follows the removal has taken its skeleton, so
+/// with pods replaced one after another a pool of one would be empty every other start.
+const POOL: usize = 2;
+
 #[derive(Debug, Default)]
 struct State {
-    /// A sandbox's directory (its namespace files inside), ready.
-    sandbox: Option<PathBuf>,
-    /// A skeleton pod directory, ready.
-    skeleton: Option<PathBuf>,
+    /// Sandboxes' directories (their namespace files inside), ready.
+    sandboxes: Vec<PathBuf>,
+    /// Skeleton pod directories, ready.
+    skeletons: Vec<PathBuf>,
     stop: bool,
     /// When the last skeleton was taken.
     skeleton_taken: Option<std::time::Instant>,
@@ -78,7 +83,7 @@ pub(crate) struct Spares {
 
 impl Spares {
     /// Starts the thread that removes what an earlier runtime left in `<run>/spare` and
-    /// `<disk>/spare`, then keeps one spare of each kind ready.
+    /// `<disk>/spare`, then keeps [`POOL`] spares of each kind ready.
     /// They are made while `busy` has no start under way.
     pub fn open(run: &Path, disk: &Path, busy: Arc<Busy>) -> std::io::Result<Spares> {
         let shared = Arc::new(Shared {
@@ -103,7 +108,7 @@ impl Spares {
 
     /// A ready sandbox's directory, if there is one (another is made meanwhile).
     pub fn take_sandbox(&self) -> Option<PathBuf> {
-        let taken = self.shared.lock().sandbox.take();
+        let taken = self.shared.lock().sandboxes.pop();
         self.shared.cond.notify_all();
         taken
     }
@@ -113,7 +118,7 @@ impl Spares {
         let taken = {
             let mut st = self.shared.lock();
             st.skeleton_taken = Some(std::time::Instant::now());
-            st.skeleton.take()
+            st.skeletons.pop()
         };
         self.shared.cond.notify_all();
         taken
@@ -126,7 +131,7 @@ impl Spares {
         move |dir| {
             {
                 let st = shared.lock();
-                if st.stop || st.no_skeleton || st.skeleton.is_some() {
+                if st.stop || st.no_skeleton || st.skeletons.len() >= POOL {
                     return false;
                 }
             }
@@ -140,11 +145,11 @@ impl Spares {
                 return false;
             }
             let mut st = shared.lock();
-            if st.stop || st.skeleton.is_some() {
+            if st.stop || st.skeletons.len() >= POOL {
                 drop(st);
                 remove_dir(&target);
             } else {
-                st.skeleton = Some(target);
+                st.skeletons.push(target);
             }
             true
         }
@@ -158,14 +163,17 @@ impl Spares {
         if let Some(t) = thread {
             let _ = t.join();
         }
-        let (sb, sk) = {
+        let (sandboxes, skeletons) = {
             let mut st = self.shared.lock();
-            (st.sandbox.take(), st.skeleton.take())
+            (
+                std::mem::take(&mut st.sandboxes),
+                std::mem::take(&mut st.skeletons),
+            )
         };
-        if let Some(d) = sb {
+        for d in sandboxes {
             remove_sandbox(&d);
         }
-        if let Some(d) = sk {
+        for d in skeletons {
             remove_dir(&d);
         }
     }
@@ -293,8 +301,8 @@ fn make_spares(s: &Shared) {
                 if st.stop {
                     return;
                 }
-                let sb = st.sandbox.is_none() && !st.no_sandbox;
-                let wanted = st.skeleton.is_none() && !st.no_skeleton;
+                let sb = st.sandboxes.len() < POOL && !st.no_sandbox;
+                let wanted = st.skeletons.len() < POOL && !st.no_skeleton;
                 // A removed pod may supply the skeleton: a fresh one waits a little.
                 let due = st.skeleton_taken.map_or(std::time::Duration::ZERO, |t| {
                     FRESH_DELAY.saturating_sub(t.elapsed())
@@ -321,12 +329,12 @@ fn make_spares(s: &Shared) {
             match make_skeleton(&dir) {
                 Ok(()) => {
                     let mut st = s.lock();
-                    if st.skeleton.is_some() {
-                        // A removed pod's directory came first.
+                    if st.skeletons.len() >= POOL {
+                        // Removed pods' directories came first.
                         drop(st);
                         remove_dir(&dir);
                     } else {
-                        st.skeleton = Some(dir);
+                        st.skeletons.push(dir);
                     }
                 }
                 Err(e) => {
@@ -340,7 +348,7 @@ fn make_spares(s: &Shared) {
             s.busy.wait_idle(MAX_WAIT);
             let dir = s.run.join(&name);
             match sandbox::start(&dir, false, "localhost").and_then(sandbox::Pending::wait) {
-                Ok(_) => s.lock().sandbox = Some(dir),
+                Ok(_) => s.lock().sandboxes.push(dir),
                 Err(e) => {
                     warn!(error = %e, "cannot make a spare sandbox; pods make their own");
                     remove_sandbox(&dir);
