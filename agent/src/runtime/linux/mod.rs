@@ -1216,7 +1216,8 @@ impl LinuxRuntime {
         };
         // The record is flushed while the namespaces are made and the first containers
         // start; a failure after this point removes it again (see `start_pod`).
-        let flushing = record::write_first(&inner.cfg.state_dir, &rec)?;
+        let flushing =
+            record::write_first(&inner.cfg.state_dir, &rec, inner.spares.take_record_file())?;
         if let Err(e) = sandbox.wait() {
             // Dropping the flush waits for it, before the record is removed.
             drop(flushing);
@@ -1400,7 +1401,12 @@ impl ContainerRuntime for LinuxRuntime {
         if let Some(state) = state {
             self.teardown(uid, &state.rec);
         }
-        record::remove(&self.inner.cfg.state_dir, uid)
+        // Renamed away at once (its blocks are freed in the background).
+        let bin = self.inner.cfg.state_dir.join(trash::TRASH);
+        for f in record::files_of(&self.inner.cfg.state_dir, uid) {
+            self.inner.trash.discard(&f, &bin);
+        }
+        Ok(())
     }
 
     fn restart_container(&self, uid: &str, container: &str) -> Result<(), RuntimeError> {

@@ -233,8 +233,13 @@ impl Drop for Flushing {
 }
 
 /// Writes a pod's first record to the page cache, where a restarted agent finds it, and
-/// makes it durable on a thread of its own.
-pub(crate) fn write_first(state: &Path, rec: &PodRecord) -> Result<Flushing, RuntimeError> {
+/// makes it durable on a thread of its own. `spare`, an empty file made ahead on the
+/// same filesystem, becomes the record's file when given (no inode is allocated).
+pub(crate) fn write_first(
+    state: &Path,
+    rec: &PodRecord,
+    spare: Option<PathBuf>,
+) -> Result<Flushing, RuntimeError> {
     let path = path_for(state, &rec.observed.uid);
     let new = new_path_for(state, &rec.observed.uid);
     let json = serde_json::to_vec(rec).expect("record serializes");
@@ -242,6 +247,11 @@ pub(crate) fn write_first(state: &Path, rec: &PodRecord) -> Result<Flushing, Run
         path: new.clone(),
         source,
     };
+    if let Some(spare) = spare
+        && std::fs::rename(&spare, &new).is_err()
+    {
+        let _ = std::fs::remove_file(&spare);
+    }
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -288,6 +298,11 @@ fn decode(bytes: &[u8]) -> Option<&[u8]> {
 pub(crate) fn remove(state: &Path, uid: &str) -> Result<(), RuntimeError> {
     records::remove(&new_path_for(state, uid))?;
     records::remove(&path_for(state, uid))
+}
+
+/// The files a pod's record may be in (for taking them away whole).
+pub(crate) fn files_of(state: &Path, uid: &str) -> [PathBuf; 2] {
+    [new_path_for(state, uid), path_for(state, uid)]
 }
 
 /// Settles what a crash left among the records: a first record still waiting to be
@@ -496,7 +511,7 @@ mod tests {
     fn a_first_record_is_durable_under_its_name_once_its_flush_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(record_dir(dir.path())).unwrap();
-        write_first(dir.path(), &rec("u", 2))
+        write_first(dir.path(), &rec("u", 2), None)
             .unwrap()
             .wait()
             .unwrap();
@@ -511,6 +526,29 @@ mod tests {
             std::fs::metadata(path_for(dir.path(), "u")).unwrap().len(),
             len
         );
+    }
+
+    #[test]
+    fn a_spare_empty_file_becomes_the_first_records_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(record_dir(dir.path())).unwrap();
+        let spare = dir.path().join("spare-record");
+        std::fs::write(&spare, b"").unwrap();
+        let ino = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&spare).unwrap());
+        write_first(dir.path(), &rec("u", 6), Some(spare.clone()))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(!spare.exists());
+        let meta = std::fs::metadata(path_for(dir.path(), "u")).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::ino(&meta), ino);
+        assert_eq!(restarts(dir.path()), vec![6]);
+        // A spare that went missing is no loss: the file is made.
+        write_first(dir.path(), &rec("v", 1), Some(dir.path().join("gone")))
+            .unwrap()
+            .wait()
+            .unwrap();
+        assert!(path_for(dir.path(), "v").exists());
     }
 
     #[test]

@@ -52,12 +52,15 @@ struct State {
     sandboxes: Vec<PathBuf>,
     /// Skeleton pod directories, ready.
     skeletons: Vec<PathBuf>,
+    /// Empty files for pods' first records, ready.
+    records: Vec<PathBuf>,
     stop: bool,
     /// When the last skeleton was taken.
     skeleton_taken: Option<std::time::Instant>,
     /// Kinds that failed to be made once: not tried again.
     no_sandbox: bool,
     no_skeleton: bool,
+    no_records: bool,
 }
 
 #[derive(Debug)]
@@ -113,6 +116,13 @@ impl Spares {
         taken
     }
 
+    /// A ready empty file for a pod's first record, if there is one.
+    pub fn take_record_file(&self) -> Option<PathBuf> {
+        let taken = self.shared.lock().records.pop();
+        self.shared.cond.notify_all();
+        taken
+    }
+
     /// A ready skeleton pod directory, if there is one (another is made meanwhile).
     pub fn take_skeleton(&self) -> Option<PathBuf> {
         let taken = {
@@ -163,13 +173,17 @@ impl Spares {
         if let Some(t) = thread {
             let _ = t.join();
         }
-        let (sandboxes, skeletons) = {
+        let (sandboxes, skeletons, records) = {
             let mut st = self.shared.lock();
             (
                 std::mem::take(&mut st.sandboxes),
                 std::mem::take(&mut st.skeletons),
+                std::mem::take(&mut st.records),
             )
         };
+        for f in records {
+            let _ = remove_any(&f);
+        }
         for d in sandboxes {
             remove_sandbox(&d);
         }
@@ -295,7 +309,7 @@ fn make_spares(s: &Shared) {
     remove_leftovers(s);
     let mut seq = 0u64;
     loop {
-        let (need_sandbox, need_skeleton) = {
+        let (need_sandbox, need_skeleton, need_record) = {
             let mut st = s.lock();
             loop {
                 if st.stop {
@@ -308,8 +322,9 @@ fn make_spares(s: &Shared) {
                     FRESH_DELAY.saturating_sub(t.elapsed())
                 });
                 let sk = wanted && due.is_zero();
-                if sb || sk {
-                    break (sb, sk);
+                let rec = st.records.len() < POOL && !st.no_records;
+                if sb || sk || rec {
+                    break (sb, sk, rec);
                 }
                 st = if wanted {
                     s.cond
@@ -324,6 +339,16 @@ fn make_spares(s: &Shared) {
         seq += 1;
         let name = format!("{}-{seq}", std::process::id());
         s.busy.wait_idle(MAX_WAIT);
+        if need_record {
+            let file = s.disk.join(format!("record-{name}"));
+            match std::fs::File::create(&file) {
+                Ok(_) => s.lock().records.push(file),
+                Err(e) => {
+                    warn!(file = %file.display(), error = %e, "cannot make a spare record file; pods make their own");
+                    s.lock().no_records = true;
+                }
+            }
+        }
         if need_skeleton {
             let dir = s.disk.join(&name);
             match make_skeleton(&dir) {
@@ -379,8 +404,8 @@ fn remove_leftovers(s: &Shared) {
         for e in entries.flatten() {
             if is_sandbox {
                 remove_sandbox(&e.path());
-            } else {
-                remove_dir(&e.path());
+            } else if let Err(err) = remove_any(&e.path()) {
+                warn!(path = %e.path().display(), error = %err, "cannot remove a spare");
             }
         }
     }

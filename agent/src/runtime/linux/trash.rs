@@ -67,8 +67,8 @@ impl Trash {
         })
     }
 
-    /// Takes `dir` out of the way for deletion: renamed into `trash` (on the same
-    /// filesystem) when it can be, deleted here otherwise. A missing `dir` is fine.
+    /// Takes `dir` (or a file) out of the way for deletion: renamed into `trash` (on the
+    /// same filesystem) when it can be, deleted here otherwise. A missing one is fine.
     pub fn discard(&self, dir: &Path, trash: &Path) {
         let name = dir
             .file_name()
@@ -100,10 +100,15 @@ impl Trash {
 }
 
 fn remove(p: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(p)
+    let removed = match std::fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
+        Ok(_) => std::fs::remove_file(p),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = removed
         && e.kind() != std::io::ErrorKind::NotFound
     {
-        warn!(dir = %p.display(), error = %e, "cannot remove a directory");
+        warn!(path = %p.display(), error = %e, "cannot remove a directory or file");
     }
 }
 
@@ -142,6 +147,10 @@ mod tests {
             assert!(!dir.exists());
         }
         trash.discard(&root.path().join("never-made"), &bin);
+        let file = root.path().join("record.json");
+        std::fs::write(&file, b"{}").unwrap();
+        trash.discard(&file, &bin);
+        assert!(!file.exists());
         assert!(empty_soon(&bin), "the trash was not emptied");
     }
 
