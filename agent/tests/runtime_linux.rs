@@ -309,6 +309,12 @@ fn pod_shares_net_ipc_uts_but_not_mounts_and_exec_works() {
     assert!(netns.exists());
     let (code, out) = exec(&rt, "uid-share", "a", &["hostname"]);
     assert_eq!((code, out.trim()), (0, "sharing-pod"));
+    // The helper waits at a low priority; the container runs at the normal one.
+    for pid in [a, b] {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let nice = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(16);
+        assert_eq!(nice, Some("0"), "niceness of {pid}: {stat}");
+    }
     let (code, out) = exec(
         &rt,
         "uid-share",

@@ -33,6 +33,9 @@ use super::seccomp::{FILTER_FILE, PRECOMPILED};
 /// The hidden first argument that selects the helper.
 pub const HELPER_ARG: &str = "__container";
 
+/// Niceness of a waiting helper until its request arrives (see `spawn_standby`).
+pub(crate) const STANDBY_NICE: i32 = 10;
+
 /// Exit code of the helper when it could not do its job (its stderr says why).
 pub(crate) const HELPER_FAILED: u8 = 125;
 
@@ -167,6 +170,10 @@ fn standby() -> Result<ExitCode, String> {
     if request.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
+    // Started at a low priority, served at the normal one: every process of the
+    // container is forked from here on and inherits it.
+    super::sys::set_thread_nice(0)
+        .map_err(|e| format!("{HELPER_ARG} standby: resetting the priority: {e}"))?;
     let args: Vec<String> = request
         .strip_suffix(b"\0")
         .unwrap_or(&request)

@@ -10,12 +10,13 @@
 //!
 //! On-disk layout under the state dir:
 //! `records/<uid>.json`, `pods/<uid>/{volumes/<name>/, containers/<name>/{rootfs/, upper/,
-//! work/}, logs/<name>/}`, and `trash/` (removed pods' directories, deleted in the
-//! background, see [`trash`]). What does not outlive a reboot lives under the run dir (a
+//! work/}, logs/<name>/}`, `trash/` (removed pods' directories and records, deleted in
+//! the background, see [`trash`]) and `spare/` (pod directories and record files made
+//! ahead, see [`spare`]). What does not outlive a reboot lives under the run dir (a
 //! tmpfs, as runc keeps its state in /run): `libcontainer/<id>/` (libcontainer's state),
 //! `pods/<uid>/{ns/, etc/, containers/<name>/bundle/}`, the shared mount-point layer
 //! `mountpoints/`, the compiled default seccomp filter `seccomp-default.bpf` (linked
-//! into bundles as `seccomp.bpf`) and a `trash/` of its own. Besides sparing the disk
+//! into bundles as `seccomp.bpf`), sandboxes made ahead in `spare/` and a `trash/`. Besides sparing the disk
 //! (flash) the writes, this keeps the files a container start creates and a delete
 //! removes off the disk's inode allocator, which is slow under churn.
 
@@ -698,13 +699,20 @@ impl Inner {
     }
 
     fn spawn_standby(&self) -> std::io::Result<Child> {
-        Command::new(&self.cfg.helper)
+        let child = Command::new(&self.cfg.helper)
             .arg(HELPER_ARG)
             .arg("standby")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
+            .spawn()?;
+        // Its start-up (loading and linking the agent binary) is no hurry: it yields
+        // to the containers and the agent meanwhile, and takes back the normal
+        // priority when a request arrives, before anything of the container is made.
+        if let Err(e) = sys::set_nice(child.id() as i32, helper::STANDBY_NICE) {
+            debug!(error = %e, "cannot lower the priority of the waiting helper");
+        }
+        Ok(child)
     }
 
     /// Makes sure a helper is waiting for the next start.

@@ -124,7 +124,11 @@ pub(crate) fn set_child_subreaper() -> io::Result<()> {
 /// Sets the niceness of the calling thread alone (Linux applies setpriority to a
 /// thread id).
 pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
-    let tid = nix::unistd::gettid().as_raw();
+    set_nice(nix::unistd::gettid().as_raw(), nice)
+}
+
+/// Sets the niceness of thread `tid` (of a single-threaded process: its pid).
+pub(crate) fn set_nice(tid: i32, nice: i32) -> io::Result<()> {
     // SAFETY: setpriority takes plain integers and touches no memory.
     let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
     if r < 0 {
