@@ -113,9 +113,18 @@ pub(crate) fn start(
         source,
     })?;
     let (d, s, h) = (dir.to_path_buf(), sb.clone(), hostname.to_string());
+    on_thread(dir, sb, move || make_namespaces(&d, &s, &h))
+}
+
+/// Runs `work` on a short-lived thread of its own, for the sandbox `sb` in `dir`.
+fn on_thread(
+    dir: &Path,
+    sb: Sandbox,
+    work: impl FnOnce() -> Result<(), SandboxError> + Send + 'static,
+) -> Result<Pending, SandboxError> {
     let thread = std::thread::Builder::new()
         .name("skiff-sandbox".into())
-        .spawn(move || make_namespaces(&d, &s, &h))
+        .spawn(work)
         .map_err(|source| SandboxError::Io {
             dir: dir.to_path_buf(),
             what: "spawning the namespace thread",
@@ -139,19 +148,7 @@ pub(crate) fn take_over(spare: &Path, dir: &Path, hostname: &str) -> Result<Pend
     })?;
     let sb = Sandbox::paths(dir, false);
     let (d, uts, h) = (dir.to_path_buf(), sb.uts.clone(), hostname.to_string());
-    let thread = std::thread::Builder::new()
-        .name("skiff-sandbox".into())
-        .spawn(move || set_hostname(&d, uts.as_deref(), &h))
-        .map_err(|source| SandboxError::Io {
-            dir: dir.to_path_buf(),
-            what: "spawning the namespace thread",
-            source,
-        })?;
-    Ok(Pending {
-        dir: dir.to_path_buf(),
-        sb,
-        thread: Some(thread),
-    })
+    on_thread(dir, sb, move || set_hostname(&d, uts.as_deref(), &h))
 }
 
 /// Joins the UTS namespace behind `uts` (this thread only) and names it.
