@@ -16,9 +16,10 @@
 //! tmpfs, as runc keeps its state in /run): `libcontainer/<id>/` (libcontainer's state),
 //! `pods/<uid>/{ns/, etc/, containers/<name>/bundle/}`, the shared mount-point layer
 //! `mountpoints/`, the compiled default seccomp filter `seccomp-default.bpf` (linked
-//! into bundles as `seccomp.bpf`), sandboxes made ahead in `spare/` and a `trash/`. Besides sparing the disk
-//! (flash) the writes, this keeps the files a container start creates and a delete
-//! removes off the disk's inode allocator, which is slow under churn.
+//! into bundles as `seccomp.bpf`), sandboxes made ahead in `spare/` and a `trash/`.
+//! Besides sparing the disk (flash) the writes, this keeps the files a container start
+//! creates and a delete removes off the disk's inode allocator, which is slow under
+//! churn.
 
 mod busy;
 mod cgroups;
@@ -200,9 +201,9 @@ struct PodState {
     pidfds: BTreeMap<String, Arc<OwnedFd>>,
     /// The pod's first record being made durable while its first containers start.
     first_flush: Option<record::Flushing>,
-    /// Containers whose directories were made with the pod (from a spare) and not used
-    /// yet: their first start needs no fresh ones.
-    fresh: std::collections::BTreeSet<String>,
+    /// The container whose directories came with the pod (from a spare) unused: its
+    /// first start needs no fresh ones.
+    fresh: Option<String>,
 }
 
 fn err(uid: &str, message: impl std::fmt::Display) -> RuntimeError {
@@ -415,7 +416,7 @@ impl Inner {
                 rec,
                 pidfds,
                 first_flush: None,
-                fresh: Default::default(),
+                fresh: None,
             },
         );
         Ok(())
@@ -774,7 +775,7 @@ impl Inner {
                     container: name.to_string(),
                 }
             })?;
-            (c, p.fresh.remove(name))
+            (c, p.fresh.take_if(|n| n == name).is_some())
         };
         let started = self.start_container(uid, name, &c, fresh);
         // The record is written again below: its first version must be durable first.
@@ -996,12 +997,12 @@ fn join_inside(base: &Path, rel: &str) -> Option<PathBuf> {
     }
 }
 
-/// A pod made ready to start: its record (being flushed) and the containers whose
+/// A pod made ready to start: its record (being flushed) and the container whose
 /// directories came with it.
 struct Prepared {
     rec: PodRecord,
     flushing: record::Flushing,
-    fresh: std::collections::BTreeSet<String>,
+    fresh: Option<String>,
 }
 
 impl LinuxRuntime {
@@ -1234,7 +1235,7 @@ impl LinuxRuntime {
         Ok(Prepared {
             rec,
             flushing,
-            fresh: fresh.into_iter().collect(),
+            fresh,
         })
     }
 

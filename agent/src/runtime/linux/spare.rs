@@ -22,6 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tracing::warn;
 
 use super::busy::Busy;
+use super::trash::{remove as remove_dir, remove_any};
 use super::{logs, rootfs, sandbox, sys};
 
 /// The name of the spares' directory under the run dir and the state dir.
@@ -182,7 +183,7 @@ impl Spares {
             )
         };
         for f in records {
-            let _ = remove_any(&f);
+            remove_dir(&f);
         }
         for d in sandboxes {
             remove_sandbox(&d);
@@ -241,9 +242,7 @@ pub(crate) fn recycle(dir: &Path, target: &Path) -> std::io::Result<()> {
             remove_any(&entry.path())?;
         }
     }
-    for d in ["upper", "work"] {
-        std::fs::remove_dir_all(cdir.join(d))?;
-    }
+    // A new writable layer and work directory (the old ones are discarded).
     rootfs::renew_dirs(&cdir).map_err(std::io::Error::other)?;
     let logs_dir = dir.join("logs");
     std::fs::create_dir_all(&logs_dir)?;
@@ -271,15 +270,6 @@ pub(crate) fn recycle(dir: &Path, target: &Path) -> std::io::Result<()> {
     std::fs::rename(&cdir, dir.join(SKELETON_CONTAINER))?;
     std::fs::rename(logs_dir.join(&keep), dir.join(SKELETON_LOGS))?;
     std::fs::rename(dir, target)
-}
-
-fn remove_any(p: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
-        Ok(_) => std::fs::remove_file(p),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-    }
 }
 
 /// Makes a skeleton the directory `pod_dir` of a pod whose first container is named
@@ -404,8 +394,8 @@ fn remove_leftovers(s: &Shared) {
         for e in entries.flatten() {
             if is_sandbox {
                 remove_sandbox(&e.path());
-            } else if let Err(err) = remove_any(&e.path()) {
-                warn!(path = %e.path().display(), error = %err, "cannot remove a spare");
+            } else {
+                remove_dir(&e.path());
             }
         }
     }
@@ -414,14 +404,6 @@ fn remove_leftovers(s: &Shared) {
 pub(crate) fn remove_sandbox(dir: &Path) {
     sandbox::destroy(&sandbox::Sandbox::paths(dir, false));
     remove_dir(dir);
-}
-
-fn remove_dir(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        warn!(dir = %dir.display(), error = %e, "cannot remove a spare");
-    }
 }
 
 #[cfg(test)]

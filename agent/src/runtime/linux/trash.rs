@@ -99,15 +99,19 @@ impl Trash {
     }
 }
 
-fn remove(p: &Path) {
-    let removed = match std::fs::symlink_metadata(p) {
+/// Removes a directory tree or a file; one already gone is fine.
+pub(crate) fn remove_any(p: &Path) -> std::io::Result<()> {
+    match std::fs::symlink_metadata(p) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(p),
         Ok(_) => std::fs::remove_file(p),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
-    };
-    if let Err(e) = removed
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
+    }
+}
+
+/// [`remove_any`], with a warning when it fails.
+pub(crate) fn remove(p: &Path) {
+    if let Err(e) = remove_any(p) {
         warn!(path = %p.display(), error = %e, "cannot remove a directory or file");
     }
 }
