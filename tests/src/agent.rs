@@ -210,8 +210,9 @@ impl Drop for Agent {
 }
 
 /// Detaches what a real-runtime agent left mounted when its test ended with pods still
-/// on it (their rootfs and namespace files, under its state and run dirs), so that test
-/// runs do not pile mounts up on the machine.
+/// on it (their rootfs and namespace files, under its state and run dirs), and removes
+/// its run dir on the /run tmpfs, so that test runs pile up neither mounts nor
+/// directories on the machine.
 fn release_mounts(runtime_dir: &Path) {
     let abs = std::path::absolute(runtime_dir).unwrap_or_else(|_| runtime_dir.to_path_buf());
     let name: String = abs
@@ -225,7 +226,8 @@ fn release_mounts(runtime_dir: &Path) {
             }
         })
         .collect();
-    for dir in [abs.clone(), Path::new("/run/skiff").join(name)] {
+    let run = Path::new("/run/skiff").join(name);
+    for dir in [abs.clone(), run.clone()] {
         let mut left = crate::mounts_under(&dir).unwrap_or_default();
         // Deepest first.
         left.reverse();
@@ -235,6 +237,7 @@ fn release_mounts(runtime_dir: &Path) {
             }
         }
     }
+    let _ = std::fs::remove_dir_all(&run);
 }
 
 /// One pod record of the simulated runtime (`STATE/simulated/<uid>.json`).
