@@ -434,6 +434,13 @@ pub(crate) fn compile_default(path: &Path) -> Result<(), String> {
         .map_err(|err| e("new filter", err))?;
     // The runtime sets no_new_privs itself, as the spec says.
     ctx.set_ctl_nnp(false).map_err(|err| e("nnp", err))?;
+    // A binary tree of the allowed calls rather than a chain of ~350 comparisons: the
+    // kernel checks (and caches the verdicts of) a filter at load time and runs it on
+    // every system call, and the tree makes both several times shorter. libseccomp
+    // older than 2.5 cannot build one and keeps the chain.
+    if let Err(err) = ctx.set_ctl_optimize(2) {
+        tracing::debug!(error = %err, "seccomp: no binary-tree optimization");
+    }
     for name in ALLOWED {
         // Names this architecture does not have are skipped, as libcontainer does.
         if let Ok(sc) = ScmpSyscall::from_name(name) {
