@@ -740,9 +740,11 @@ fn adoption_after_the_agent_is_killed() {
             stat.contains(") Z")
         }
     );
-    // The killed runtime's spare sandbox was cleared by this one, which clears its own.
+    // The killed runtime's spare sandboxes and mounted spare pod directories were
+    // cleared by this one, which clears its own.
     drop(rt);
     assert_eq!(mounts_under(&fx.run), Vec::<String>::new(), "mounts left");
+    assert_eq!(mounts_under(&fx.state), Vec::<String>::new(), "mounts left");
 }
 
 const CGROUP_ROOTS: [&str; 9] = [
@@ -757,12 +759,16 @@ const CGROUP_ROOTS: [&str; 9] = [
     "/sys/fs/cgroup/cpuset",
 ];
 
+/// The mountinfo lines of the mounts whose mount point is `dir` or under it.
 fn mounts_under(dir: &Path) -> Vec<String> {
-    let d = dir.to_string_lossy().into_owned();
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap()
         .lines()
-        .filter(|l| l.contains(&d))
+        .filter(|l| {
+            l.split(' ')
+                .nth(4)
+                .is_some_and(|m| Path::new(m).starts_with(dir))
+        })
         .map(String::from)
         .collect()
 }
@@ -819,15 +825,28 @@ fn create_delete_cycles_leave_nothing_behind() {
         rt.remove_pod(&uid).unwrap();
     }
     assert!(rt.list().unwrap().is_empty());
-    assert_eq!(mounts_under(&fx.state), Vec::<String>::new(), "mounts left");
-    // The sandboxes kept ready for the next pods (two, three namespace files each) are
-    // all that is mounted under the run dir.
-    let spare = fx.run.join("spare");
-    let (spares, pods): (Vec<String>, Vec<String>) = mounts_under(&fx.run)
-        .into_iter()
-        .partition(|m| m.contains(&*spare.to_string_lossy()));
-    assert_eq!(pods, Vec::<String>::new(), "mounts left");
-    assert!(spares.len() <= 6, "{spares:#?}");
+    // Removed pods' directories go to the trash with their overlays mounted; the trash
+    // unmounts and deletes them in the background, soon after.
+    for d in [fx.state.join("trash"), fx.run.join("trash")] {
+        wait_until(
+            &format!("{} to empty", d.display()),
+            Duration::from_secs(60),
+            || std::fs::read_dir(&d).unwrap().next().is_none(),
+        );
+    }
+    // The spare pod directories kept ready (two, each with its overlay over the last
+    // image) and the sandboxes (two, three namespace files each) are all that is mounted.
+    for (dir, most) in [(&fx.state, 2), (&fx.run, 6)] {
+        let spare = dir.join("spare");
+        let (spares, pods): (Vec<String>, Vec<String>) =
+            mounts_under(dir).into_iter().partition(|m| {
+                m.split(' ')
+                    .nth(4)
+                    .is_some_and(|p| Path::new(p).starts_with(&spare))
+            });
+        assert_eq!(pods, Vec::<String>::new(), "mounts left");
+        assert!(spares.len() <= most, "{spares:#?}");
+    }
     assert_eq!(
         cgroup_dirs(&fx.cgroup_parent),
         Vec::<PathBuf>::new(),
@@ -842,14 +861,6 @@ fn create_delete_cycles_leave_nothing_behind() {
         let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert!(left.is_empty(), "{} not empty: {left:?}", d.display());
     }
-    // Removed pods' directories are deleted in the background, soon after.
-    for d in [fx.state.join("trash"), fx.run.join("trash")] {
-        wait_until(
-            &format!("{} to empty", d.display()),
-            Duration::from_secs(60),
-            || std::fs::read_dir(&d).unwrap().next().is_none(),
-        );
-    }
     let kids: Vec<i32> = children()
         .into_iter()
         .filter(|pid| {
@@ -862,6 +873,7 @@ fn create_delete_cycles_leave_nothing_behind() {
     // A closed runtime leaves no spare behind.
     drop(rt);
     assert_eq!(mounts_under(&fx.run), Vec::<String>::new(), "mounts left");
+    assert_eq!(mounts_under(&fx.state), Vec::<String>::new(), "mounts left");
     for d in [fx.run.join("spare"), fx.state.join("spare")] {
         let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert!(left.is_empty(), "{} not empty: {left:?}", d.display());

@@ -201,8 +201,8 @@ struct PodState {
     pidfds: BTreeMap<String, Arc<OwnedFd>>,
     /// The pod's first record being made durable while its first containers start.
     first_flush: Option<record::Flushing>,
-    /// The container whose directories came with the pod (from a spare) unused: its
-    /// first start needs no fresh ones.
+    /// The container whose directories came with the pod (from a spare) unused, and
+    /// whose overlay was mounted with them: its first start needs neither again.
     fresh: Option<String>,
 }
 
@@ -334,6 +334,7 @@ impl Drop for LinuxRuntime {
         // reaping anything, leaving the containers to the next runtime.
         self.inner.end_standby();
         self.inner.spares.stop();
+        self.inner.trash.unmount_all();
     }
 }
 
@@ -552,20 +553,18 @@ impl Inner {
         let cdir = self.pod_dir(uid).join("containers").join(name);
         let log_dir = self.pod_dir(uid).join("logs").join(name);
         let logs = logs::LogFiles::at(&log_dir);
+        // A fresh container's overlay was mounted with its pod's directory.
         if !fresh {
             logs.create_dir().map_err(|e| RuntimeError::Io {
                 path: log_dir.clone(),
                 source: e,
             })?;
             rootfs::renew_dirs(&cdir).map_err(|e| err(uid, e))?;
+            self.mount_rootfs(&cdir, &self.lower(&c.layers))
+                .map_err(|e| err(uid, e))?;
         }
         // A leftover from an earlier run of this container (restart, or a crash).
         self.delete_container_state(c);
-        let top = self
-            .mountpoints
-            .as_deref()
-            .filter(|_| rootfs::mountpoints_fit(&c.layers));
-        rootfs::mount_overlay(&cdir, &c.layers, top).map_err(|e| err(uid, e))?;
         let request: Vec<std::ffi::OsString> = vec![
             "run".into(),
             "--root".into(),
@@ -591,6 +590,23 @@ impl Inner {
         let fd = sys::pidfd_open(pid)
             .map_err(|e| err(uid, format!("container {name}: pidfd_open({pid}): {e}")))?;
         Ok((pid, Arc::new(fd), helper))
+    }
+
+    /// What a container's overlay goes over: the image's `layers` (bottom first), under
+    /// the layer of mount points when they fit it.
+    fn lower(&self, layers: &[PathBuf]) -> spare::Lower {
+        spare::Lower {
+            layers: layers.to_vec(),
+            top: self
+                .mountpoints
+                .clone()
+                .filter(|_| rootfs::mountpoints_fit(layers)),
+        }
+    }
+
+    /// Mounts a container's overlay over `lower` in its directory `cdir`.
+    fn mount_rootfs(&self, cdir: &Path, lower: &spare::Lower) -> Result<(), rootfs::RootfsError> {
+        rootfs::mount_overlay(cdir, &lower.layers, lower.top.as_deref()).map(drop)
     }
 
     /// A container's bundle: under the run dir, or where an earlier agent made it.
@@ -818,15 +834,21 @@ impl Inner {
     }
 
     /// Makes a spare skeleton `dir`, the directory of a pod whose first container is
-    /// `container`; returns the container's name when it did.
-    fn claim_skeleton(&self, dir: &Path, container: &str) -> Option<String> {
-        let skeleton = self.spares.take_skeleton()?;
-        match spare::claim_skeleton(&skeleton, dir, &record::safe_name(container)) {
-            Ok(()) => Some(container.to_string()),
+    /// `container` with an overlay over `lower`; returns whether its overlay came
+    /// mounted, when it did.
+    fn claim_skeleton(
+        &self,
+        dir: &Path,
+        container: &str,
+        lower: Option<&spare::Lower>,
+    ) -> Option<bool> {
+        let skeleton = self.spares.take_skeleton(lower)?;
+        match spare::claim_skeleton(&skeleton.dir, dir, &record::safe_name(container)) {
+            Ok(()) => Some(skeleton.mounted),
             Err(e) => {
                 debug!(dir = %dir.display(), error = %e, "cannot take a spare pod directory");
                 self.trash
-                    .discard(&skeleton, &self.cfg.state_dir.join(trash::TRASH));
+                    .discard(&skeleton.dir, &self.cfg.state_dir.join(trash::TRASH));
                 None
             }
         }
@@ -1017,7 +1039,15 @@ impl LinuxRuntime {
             source,
         };
         let first = spec.init_containers.iter().chain(&spec.containers).next();
-        let fresh = first.and_then(|c| inner.claim_skeleton(&dir, &c.name));
+        let lower = first
+            .and_then(|c| pod.images.get(&c.image))
+            .map(|image| inner.lower(&image.layers));
+        let claimed = first.and_then(|c| {
+            inner
+                .claim_skeleton(&dir, &c.name, lower.as_ref())
+                .map(|mounted| (c, mounted))
+        });
+        let fresh = claimed.map(|(c, _)| c.name.clone());
         if fresh.is_none() {
             std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         }
@@ -1034,6 +1064,13 @@ impl LinuxRuntime {
         let sandbox = inner
             .sandbox(&run, spec.host_network, &hostname)
             .map_err(|e| err(uid, e))?;
+        // The first container's overlay, unless it came mounted with its skeleton, is
+        // mounted now, before the record's flush starts: mounting writes to the same
+        // filesystem (overlayfs sets up its work directory) and would wait behind it.
+        if let (Some((c, false)), Some(lower)) = (claimed, &lower) {
+            let cdir = dir.join("containers").join(record::safe_name(&c.name));
+            inner.mount_rootfs(&cdir, lower).map_err(|e| err(uid, e))?;
+        }
         let etc = run.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| io(&etc, e))?;
         let hosts = format!(
@@ -1244,11 +1281,10 @@ impl LinuxRuntime {
         let inner = &self.inner;
         let dir = inner.pod_dir(uid);
         let run = inner.run_pod_dir(uid);
-        for (name, c) in &rec.containers {
+        // The containers' overlays go to the trash with the pod's directory, still
+        // mounted: the trash unmounts them.
+        for c in rec.containers.values() {
             inner.delete_container_state(c);
-            rootfs::unmount(&rootfs::Rootfs::at(
-                &dir.join("containers").join(record::safe_name(name)),
-            ));
         }
         sandbox::destroy(&sandbox::Sandbox::paths(&run.join("ns"), rec.host_network));
         // A pod started by an agent that kept its sandbox under the state dir.

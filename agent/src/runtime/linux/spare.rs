@@ -12,6 +12,13 @@
 //! nor frees most of those inodes (nor wears the flash with them). A fresh skeleton is
 //! made only when no removed pod supplied one for a while.
 //!
+//! A skeleton also comes with its container's overlay mounted, over the layers of the
+//! image the last pod started with: pods of one image started one after another (a
+//! crash loop, a job, a rollout of replicas) find their root filesystem ready. Mounting
+//! an overlay allocates about seven inodes on the disk (overlayfs makes its work
+//! directory and probes the filesystem each time); a start that finds its image's
+//! overlay mounted allocates none.
+//!
 //! Spares live in `spare/` under the run dir (sandboxes) and the state dir (skeletons),
 //! on the filesystems their pods' directories are on. What a crash leaves there is
 //! removed when the runtime opens again; a stopped runtime removes its own.
@@ -22,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tracing::warn;
 
 use super::busy::Busy;
-use super::trash::{remove as remove_dir, remove_any};
+use super::trash::{remove as remove_dir, remove_any, unmount_under};
 use super::{logs, rootfs, sandbox, sys};
 
 /// The name of the spares' directory under the run dir and the state dir.
@@ -47,12 +54,53 @@ const FRESH_DELAY: std::time::Duration = std::time::Duration::from_millis(250);
 /// with pods replaced one after another a pool of one would be empty every other start.
 const POOL: usize = 2;
 
+/// What a container's overlay is mounted over: the image's layers (bottom first) and the
+/// layer of mount points above them, if it goes there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Lower {
+    pub layers: Vec<PathBuf>,
+    pub top: Option<PathBuf>,
+}
+
+/// The (device, inode) identity of each of a [`Lower`]'s directories.
+type LowerIds = Vec<(u64, u64)>;
+
+impl Lower {
+    /// The identities of its directories now, or `None` when one is gone: a layer removed
+    /// and pulled again is another directory than the one a skeleton was mounted over.
+    fn ids(&self) -> Option<LowerIds> {
+        use std::os::unix::fs::MetadataExt;
+        self.layers
+            .iter()
+            .chain(&self.top)
+            .map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+            .collect()
+    }
+}
+
+#[derive(Debug)]
+struct Skeleton {
+    dir: PathBuf,
+    /// What its container's overlay is mounted over, if it is mounted.
+    mounted: Option<(Lower, LowerIds)>,
+}
+
+/// A skeleton handed to a start: its directory, and whether its container's overlay is
+/// mounted over the layers the start asked for.
+#[derive(Debug)]
+pub(crate) struct Taken {
+    pub dir: PathBuf,
+    pub mounted: bool,
+}
+
 #[derive(Debug, Default)]
 struct State {
     /// Sandboxes' directories (their namespace files inside), ready.
     sandboxes: Vec<PathBuf>,
     /// Skeleton pod directories, ready.
-    skeletons: Vec<PathBuf>,
+    skeletons: Vec<Skeleton>,
+    /// What the skeletons' overlays are mounted over: the last start's.
+    wanted: Option<Lower>,
     /// Empty files for pods' first records, ready.
     records: Vec<PathBuf>,
     stop: bool,
@@ -62,6 +110,16 @@ struct State {
     no_sandbox: bool,
     no_skeleton: bool,
     no_records: bool,
+}
+
+impl State {
+    /// A skeleton whose overlay is not mounted over the wanted layers, if one is wanted.
+    fn to_mount(&self) -> Option<usize> {
+        let wanted = self.wanted.as_ref()?;
+        self.skeletons
+            .iter()
+            .position(|s| s.mounted.as_ref().is_none_or(|(l, _)| l != wanted))
+    }
 }
 
 #[derive(Debug)]
@@ -124,15 +182,48 @@ impl Spares {
         taken
     }
 
-    /// A ready skeleton pod directory, if there is one (another is made meanwhile).
-    pub fn take_skeleton(&self) -> Option<PathBuf> {
+    /// A ready skeleton pod directory, if there is one (another is made meanwhile): one
+    /// whose overlay is mounted over `lower` when there is such a one. The skeletons made
+    /// from now on are mounted over `lower`.
+    pub fn take_skeleton(&self, lower: Option<&Lower>) -> Option<Taken> {
         let taken = {
             let mut st = self.shared.lock();
             st.skeleton_taken = Some(std::time::Instant::now());
-            st.skeletons.pop()
+            if lower.is_some() {
+                st.wanted = lower.cloned();
+            }
+            let same = |s: &Skeleton| s.mounted.as_ref().map(|(l, _)| l) == lower;
+            let pick = lower
+                .and_then(|_| st.skeletons.iter().position(same))
+                .or_else(|| st.skeletons.iter().position(|s| s.mounted.is_none()))
+                .or_else(|| st.skeletons.len().checked_sub(1));
+            pick.map(|i| st.skeletons.swap_remove(i))
         };
         self.shared.cond.notify_all();
-        taken
+        let Skeleton { dir, mounted } = taken?;
+        match mounted {
+            None => Some(Taken {
+                dir,
+                mounted: false,
+            }),
+            Some((l, ids)) if Some(&l) == lower && l.ids().as_ref() == Some(&ids) => {
+                Some(Taken { dir, mounted: true })
+            }
+            // Mounted over other layers (or over a layer since removed): made plain again.
+            Some(_) => match rootfs::renew_dirs(&dir.join(SKELETON_CONTAINER)) {
+                Ok(_) => Some(Taken {
+                    dir,
+                    mounted: false,
+                }),
+                Err(e) => {
+                    warn!(dir = %dir.display(), error = %e, "cannot unmount a spare pod directory");
+                    if unmount_under(&dir) {
+                        remove_dir(&dir);
+                    }
+                    None
+                }
+            },
+        }
     }
 
     /// What takes the directories of removed pods (from the trash) as skeletons: true
@@ -160,7 +251,13 @@ impl Spares {
                 drop(st);
                 remove_dir(&target);
             } else {
-                st.skeletons.push(target);
+                st.skeletons.push(Skeleton {
+                    dir: target,
+                    mounted: None,
+                });
+                drop(st);
+                // To be mounted.
+                shared.cond.notify_all();
             }
             true
         }
@@ -188,8 +285,10 @@ impl Spares {
         for d in sandboxes {
             remove_sandbox(&d);
         }
-        for d in skeletons {
-            remove_dir(&d);
+        for s in skeletons {
+            if unmount_under(&s.dir) {
+                remove_dir(&s.dir);
+            }
         }
     }
 }
@@ -299,7 +398,7 @@ fn make_spares(s: &Shared) {
     remove_leftovers(s);
     let mut seq = 0u64;
     loop {
-        let (need_sandbox, need_skeleton, need_record) = {
+        let (need_sandbox, need_skeleton, need_record, need_mount) = {
             let mut st = s.lock();
             loop {
                 if st.stop {
@@ -313,8 +412,9 @@ fn make_spares(s: &Shared) {
                 });
                 let sk = wanted && due.is_zero();
                 let rec = st.records.len() < POOL && !st.no_records;
-                if sb || sk || rec {
-                    break (sb, sk, rec);
+                let mnt = st.to_mount().is_some();
+                if sb || sk || rec || mnt {
+                    break (sb, sk, rec, mnt);
                 }
                 st = if wanted {
                     s.cond
@@ -349,7 +449,7 @@ fn make_spares(s: &Shared) {
                         drop(st);
                         remove_dir(&dir);
                     } else {
-                        st.skeletons.push(dir);
+                        st.skeletons.push(Skeleton { dir, mounted: None });
                     }
                 }
                 Err(e) => {
@@ -358,6 +458,10 @@ fn make_spares(s: &Shared) {
                     s.lock().no_skeleton = true;
                 }
             }
+        }
+        if need_mount {
+            s.busy.wait_idle(MAX_WAIT);
+            mount_one(s);
         }
         if need_sandbox {
             s.busy.wait_idle(MAX_WAIT);
@@ -371,6 +475,61 @@ fn make_spares(s: &Shared) {
                 }
             }
         }
+    }
+}
+
+/// Mounts the overlay of a skeleton that is not mounted over the wanted layers.
+fn mount_one(s: &Shared) {
+    let taken = {
+        let mut st = s.lock();
+        let wanted = st.wanted.clone();
+        st.to_mount()
+            .map(|i| st.skeletons.swap_remove(i))
+            .zip(wanted)
+    };
+    let Some((Skeleton { dir, mounted }, lower)) = taken else {
+        return;
+    };
+    let cdir = dir.join(SKELETON_CONTAINER);
+    let mounted_now = lower
+        .ids()
+        .ok_or_else(|| "a layer is gone".to_string())
+        .and_then(|ids| {
+            // One mounted over other layers is unmounted and given a new writable layer.
+            if mounted.is_some() {
+                rootfs::renew_dirs(&cdir).map_err(|e| e.to_string())?;
+            }
+            rootfs::mount_overlay(&cdir, &lower.layers, lower.top.as_deref())
+                .map(|_| ids)
+                .map_err(|e| e.to_string())
+        });
+    let mut st = s.lock();
+    let mounted = match mounted_now {
+        Ok(ids) => Some((lower, ids)),
+        Err(e) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "not mounting a spare pod directory");
+            // Not tried again until a start asks for layers.
+            st.wanted = None;
+            drop(st);
+            // Whatever the failed mount left in the work directory goes.
+            if let Err(e) = rootfs::renew_dirs(&cdir) {
+                warn!(dir = %dir.display(), error = %e, "cannot renew a spare pod directory");
+                if unmount_under(&dir) {
+                    remove_dir(&dir);
+                }
+                return;
+            }
+            st = s.lock();
+            None
+        }
+    };
+    if st.stop {
+        drop(st);
+        if unmount_under(&dir) {
+            remove_dir(&dir);
+        }
+    } else {
+        st.skeletons.push(Skeleton { dir, mounted });
     }
 }
 
@@ -394,7 +553,7 @@ fn remove_leftovers(s: &Shared) {
         for e in entries.flatten() {
             if is_sandbox {
                 remove_sandbox(&e.path());
-            } else {
+            } else if unmount_under(&e.path()) {
                 remove_dir(&e.path());
             }
         }
@@ -512,6 +671,69 @@ mod tests {
         let before = tree(&busy);
         assert!(recycle(&busy, &root.path().join("spare/y")).is_err());
         assert_eq!(tree(&busy), before);
+    }
+
+    /// Waits until `ready` holds of the spares' state.
+    fn wait_for(spares: &Spares, what: &str, ready: impl Fn(&State) -> bool) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !ready(&spares.shared.lock()) {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    fn layer(root: &Path, name: &str, file: &str) -> PathBuf {
+        let l = root.join(name);
+        std::fs::create_dir_all(&l).unwrap();
+        std::fs::write(l.join(file), name).unwrap();
+        l
+    }
+
+    #[test]
+    fn skeletons_come_mounted_over_the_layers_the_last_start_asked_for() {
+        let root = tempfile::tempdir().unwrap();
+        let (run, disk) = (root.path().join("run"), root.path().join("disk"));
+        let spares = Spares::open(&run, &disk, Default::default()).unwrap();
+        let one = Lower {
+            layers: vec![layer(root.path(), "one", "a")],
+            top: None,
+        };
+        let two = Lower {
+            layers: vec![layer(root.path(), "two", "b")],
+            top: Some(layer(root.path(), "top", "t")),
+        };
+        wait_for(&spares, "skeletons made", |st| st.skeletons.len() == POOL);
+        // Nothing was asked for yet: a plain skeleton, and the rest get mounted over
+        // what this start asked for.
+        let first = spares.take_skeleton(Some(&one)).unwrap();
+        assert!(!first.mounted);
+        wait_for(&spares, "skeletons mounted", |st| {
+            st.skeletons.len() == POOL && st.to_mount().is_none()
+        });
+        let warm = spares.take_skeleton(Some(&one)).unwrap();
+        assert!(warm.mounted);
+        let merged = warm.dir.join(SKELETON_CONTAINER).join("rootfs");
+        assert_eq!(std::fs::read(merged.join("a")).unwrap(), b"one");
+        assert!(unmount_under(&warm.dir));
+        // Another image: the skeleton handed out is not mounted (over the wrong layers),
+        // and the next ones are mounted over the new layers.
+        let other = spares.take_skeleton(Some(&two)).unwrap();
+        assert!(!other.mounted);
+        assert!(sys::mounts_under(&other.dir).unwrap().is_empty());
+        wait_for(&spares, "skeletons mounted again", |st| {
+            st.skeletons.len() == POOL && st.to_mount().is_none()
+        });
+        // A layer removed and made again since the mount is another directory: the
+        // mounted skeleton is not handed out as mounted.
+        std::fs::remove_dir_all(&two.layers[0]).unwrap();
+        layer(root.path(), "two", "b");
+        let stale = spares.take_skeleton(Some(&two)).unwrap();
+        assert!(!stale.mounted);
+        assert!(sys::mounts_under(&stale.dir).unwrap().is_empty());
+        // A stopped spares thread unmounts what it kept.
+        spares.stop();
+        assert!(sys::mounts_under(&disk).unwrap().is_empty());
+        assert!(sys::mounts_under(root.path()).unwrap().is_empty());
     }
 
     #[test]

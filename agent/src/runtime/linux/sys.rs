@@ -4,6 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 
 use nix::libc;
 
@@ -207,4 +208,82 @@ pub(crate) fn load_seccomp_filter(program: &[u8]) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The mount points at or under `dir` in this process's mount namespace, deepest first
+/// (so that each can be unmounted before the one it sits on).
+pub(crate) fn mounts_under(dir: &std::path::Path) -> io::Result<Vec<std::path::PathBuf>> {
+    let table = std::fs::read("/proc/self/mountinfo")?;
+    let mut found: Vec<std::path::PathBuf> = table
+        .split(|b| *b == b'\n')
+        .filter_map(|line| line.split(|b| *b == b' ').nth(4))
+        .map(|field| std::path::PathBuf::from(std::ffi::OsString::from_vec(unescape(field))))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found.dedup();
+    Ok(found)
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |v, c| v.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape(br"/a\040b\011c\134d"), b"/a b\tc\\d");
+        // Not an escape: kept as it is.
+        assert_eq!(unescape(br"/a\09x\"), br"/a\09x\");
+    }
+
+    #[test]
+    fn the_mounts_under_a_directory_are_listed_deepest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let outer = dir.path().join("with space");
+        let inner = outer.join("inner");
+        std::fs::create_dir(&outer).unwrap();
+        let tmpfs = |p: &std::path::Path| {
+            nix::mount::mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .expect("mounting a tmpfs (the tests run as root)")
+        };
+        tmpfs(&outer);
+        std::fs::create_dir(&inner).unwrap();
+        tmpfs(&inner);
+        let found = mounts_under(dir.path()).unwrap();
+        for p in [&inner, &outer] {
+            nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        }
+        assert_eq!(found, vec![inner.clone(), outer.clone()]);
+        assert!(mounts_under(dir.path()).unwrap().is_empty());
+        // A sibling whose name merely begins the same is not under it.
+        assert!(mounts_under(&dir.path().join("with")).unwrap().is_empty());
+    }
 }

@@ -29,6 +29,7 @@ const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 pub(crate) struct Trash {
     queue: Mutex<Sender<PathBuf>>,
     seq: AtomicU64,
+    dirs: Vec<PathBuf>,
 }
 
 impl Trash {
@@ -56,7 +57,7 @@ impl Trash {
                 }
                 for p in rx {
                     busy.wait_idle(MAX_WAIT);
-                    if !recycle(&p) {
+                    if unmount_under(&p) && !recycle(&p) {
                         remove(&p);
                     }
                 }
@@ -64,7 +65,16 @@ impl Trash {
         Ok(Trash {
             queue: Mutex::new(tx),
             seq: AtomicU64::new(0),
+            dirs: dirs.to_vec(),
         })
+    }
+
+    /// Unmounts what the trash still holds mounted, for a runtime that closes: its
+    /// directories may wait for the next runtime, its mounts should not.
+    pub fn unmount_all(&self) {
+        for d in &self.dirs {
+            unmount_under(d);
+        }
     }
 
     /// Takes `dir` (or a file) out of the way for deletion: renamed into `trash` (on the
@@ -86,16 +96,50 @@ impl Trash {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .send(target.clone());
-                if sent.is_err() {
+                if sent.is_err() && unmount_under(&target) {
                     remove(&target);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 warn!(dir = %dir.display(), error = %e, "cannot move a directory to the trash; removing it in place");
-                remove(dir);
+                if unmount_under(dir) {
+                    remove(dir);
+                }
             }
         }
+    }
+}
+
+/// Unmounts whatever is mounted at or under `dir` (a removed container's overlay goes
+/// to the trash still mounted: unmounting waits for the kernel to retire the mount, which
+/// need not delay the removal either). Returns whether nothing is mounted there any more:
+/// a directory is deleted only then, as deleting through a mount would reach into the
+/// filesystem mounted there.
+pub(crate) fn unmount_under(dir: &Path) -> bool {
+    if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+        return true;
+    }
+    let listed = || {
+        sys::mounts_under(dir).map_err(|e| {
+            warn!(dir = %dir.display(), error = %e, "cannot read the mount table");
+        })
+    };
+    let Ok(mounts) = listed() else { return false };
+    for m in &mounts {
+        // Stacked mounts come off one at a time.
+        while nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH).is_ok() {}
+    }
+    if mounts.is_empty() {
+        return true;
+    }
+    match listed() {
+        Ok(left) if left.is_empty() => true,
+        Ok(left) => {
+            warn!(dir = %dir.display(), mounts = ?left, "cannot unmount; the directory is kept");
+            false
+        }
+        Err(()) => false,
     }
 }
 
@@ -172,6 +216,62 @@ mod tests {
         for b in &bins {
             assert!(empty_soon(b), "{} was not emptied", b.display());
         }
+    }
+
+    /// Binds `source` onto `target` (the tests run as root).
+    fn bind(source: &Path, target: &Path) {
+        nix::mount::mount(
+            Some(source),
+            target,
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .expect("bind mount (the tests run as root)");
+    }
+
+    #[test]
+    fn what_is_mounted_in_a_discarded_directory_is_unmounted_and_left_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join(TRASH);
+        // A directory of somebody else's, mounted inside the pod's (as an overlay or a
+        // volume would be): deleting the pod must not reach into it.
+        let outside = root.path().join("outside");
+        tree(&outside);
+        let dir = root.path().join("pod");
+        let target = dir.join("containers/c/rootfs");
+        std::fs::create_dir_all(&target).unwrap();
+        bind(&outside, &target);
+        std::fs::create_dir_all(dir.join("volumes/v")).unwrap();
+        bind(&outside, &dir.join("volumes/v"));
+        bind(&outside, &dir.join("volumes/v"));
+        let trash = Trash::open(std::slice::from_ref(&bin), Default::default(), |_| false).unwrap();
+        trash.discard(&dir, &bin);
+        assert!(!dir.exists());
+        assert!(empty_soon(&bin), "the trash was not emptied");
+        assert!(sys::mounts_under(root.path()).unwrap().is_empty());
+        assert_eq!(std::fs::read(outside.join("a/b/c/f")).unwrap(), b"x");
+        assert_eq!(std::fs::read(outside.join("g")).unwrap(), b"y");
+    }
+
+    #[test]
+    fn a_closing_trash_unmounts_what_it_still_holds() {
+        let root = tempfile::tempdir().unwrap();
+        let bin = root.path().join(TRASH);
+        let outside = root.path().join("outside");
+        tree(&outside);
+        // A start that never ends keeps the trash from working.
+        let busy = std::sync::Arc::new(Busy::default());
+        let _start = busy.start();
+        let trash = Trash::open(std::slice::from_ref(&bin), busy.clone(), |_| false).unwrap();
+        let dir = root.path().join("pod");
+        std::fs::create_dir_all(dir.join("rootfs")).unwrap();
+        bind(&outside, &dir.join("rootfs"));
+        trash.discard(&dir, &bin);
+        assert_eq!(sys::mounts_under(&bin).unwrap().len(), 1);
+        trash.unmount_all();
+        assert!(sys::mounts_under(root.path()).unwrap().is_empty());
+        assert_eq!(std::fs::read(outside.join("g")).unwrap(), b"y");
     }
 
     #[test]
