@@ -615,3 +615,18 @@ pub fn mounts_under(dir: &std::path::Path) -> std::io::Result<Vec<String>> {
         .map(str::to_string)
         .collect())
 }
+
+/// How many spare pod directories an agent's runtime keeps ready, each with its
+/// container's overlay mounted.
+pub const SPARE_OVERLAYS: usize = 2;
+
+/// The mounts under an agent's state dir `state`: those of its pods, and those of the
+/// spare pod directories its runtime keeps ready in `containers/spare/`.
+pub fn agent_mounts(state: &std::path::Path) -> std::io::Result<(Vec<String>, Vec<String>)> {
+    let spare = state.join("containers/spare").display().to_string();
+    Ok(mounts_under(state)?.into_iter().partition(|m| {
+        m.split(' ')
+            .nth(4)
+            .is_none_or(|p| !p.starts_with(&format!("{spare}/")))
+    }))
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use skiff_tests::image::TestImage;
-use skiff_tests::{BrokerKind, Fleet, mounts_under};
+use skiff_tests::{BrokerKind, Fleet, SPARE_OVERLAYS, agent_mounts};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -52,18 +52,13 @@ fn device(node: &str) -> (Fleet, skiff_tests::Agent) {
 }
 
 /// Waits until the hub has no pod left and no mount of a pod remains under `state`: the
-/// only ones allowed are the overlays of the (at most two) spare pod directories the
-/// agent keeps ready in `containers/spare/`.
+/// only ones allowed are the overlays of the spare pod directories the agent keeps ready.
 fn wait_all_gone(hub: &skiff_tests::Hub, agent: &skiff_tests::Agent, state: &std::path::Path) {
-    let spare = state.join("containers/spare").display().to_string();
     eventually(agent, || {
-        let (spares, left): (Vec<String>, Vec<String>) = mounts_under(state)
-            .expect("mountinfo")
-            .into_iter()
-            .partition(|m| m.split(' ').nth(4).is_some_and(|p| p.starts_with(&spare)));
+        let (left, spares) = agent_mounts(state).expect("mountinfo");
         let (_, list) = hub.request("GET", "/api/v1/namespaces/default/pods", None, true);
         let pods = list["items"].as_array().map_or(0, Vec::len);
-        (!left.is_empty() || pods != 0 || spares.len() > 2)
+        (!left.is_empty() || pods != 0 || spares.len() > SPARE_OVERLAYS)
             .then(|| format!("{pods} pods, mounts left: {left:#?}, spare mounts: {spares:#?}"))
     });
 }
