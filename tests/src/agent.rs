@@ -212,8 +212,8 @@ impl Drop for Agent {
 /// Detaches what a real-runtime agent left mounted when its test ended with pods still
 /// on it (their rootfs and namespace files, under its state and run dirs), and removes
 /// its run dir on the /run tmpfs, so that test runs pile up neither mounts nor
-/// directories on the machine.
-fn release_mounts(runtime_dir: &Path) {
+/// directories on the machine. `runtime_dir` is the agent's `<state dir>/containers`.
+pub fn release_mounts(runtime_dir: &Path) {
     let abs = std::path::absolute(runtime_dir).unwrap_or_else(|_| runtime_dir.to_path_buf());
     let name: String = abs
         .to_string_lossy()

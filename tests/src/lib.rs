@@ -22,7 +22,7 @@ pub mod busybox;
 pub mod image;
 mod mosquitto;
 
-pub use agent::{Agent, RuntimeContainer, RuntimePod, runtime_pods};
+pub use agent::{Agent, RuntimeContainer, RuntimePod, release_mounts, runtime_pods};
 pub use mosquitto::Mosquitto;
 
 /// How long a hub may take to answer `/healthz` after it was started.

@@ -297,6 +297,7 @@ fn delete_all(hub: &Hub, state: &Path, pods: usize) -> Result<()> {
 struct RealAgent {
     child: Child,
     log: std::path::PathBuf,
+    state: std::path::PathBuf,
 }
 
 impl RealAgent {
@@ -318,6 +319,7 @@ impl RealAgent {
         Ok(RealAgent {
             child,
             log: log.to_path_buf(),
+            state: state.to_path_buf(),
         })
     }
 
@@ -346,5 +348,7 @@ impl Drop for RealAgent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        // Its run dir on /run (and anything a killed agent left mounted).
+        skiff_tests::release_mounts(&self.state.join("containers"));
     }
 }
