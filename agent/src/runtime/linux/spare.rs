@@ -29,7 +29,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use tracing::warn;
 
 use super::busy::Busy;
-use super::trash::{remove as remove_dir, remove_any, unmount_under};
+use super::trash::{remove as remove_dir, remove_any, remove_unmounted};
 use super::{logs, rootfs, sandbox, sys};
 
 /// The name of the spares' directory under the run dir and the state dir.
@@ -217,9 +217,7 @@ impl Spares {
                 }),
                 Err(e) => {
                     warn!(dir = %dir.display(), error = %e, "cannot unmount a spare pod directory");
-                    if unmount_under(&dir) {
-                        remove_dir(&dir);
-                    }
+                    remove_unmounted(&dir);
                     None
                 }
             },
@@ -286,9 +284,7 @@ impl Spares {
             remove_sandbox(&d);
         }
         for s in skeletons {
-            if unmount_under(&s.dir) {
-                remove_dir(&s.dir);
-            }
+            remove_unmounted(&s.dir);
         }
     }
 }
@@ -503,31 +499,25 @@ fn mount_one(s: &Shared) {
                 .map(|_| ids)
                 .map_err(|e| e.to_string())
         });
-    let mut st = s.lock();
     let mounted = match mounted_now {
         Ok(ids) => Some((lower, ids)),
         Err(e) => {
             tracing::debug!(dir = %dir.display(), error = %e, "not mounting a spare pod directory");
             // Not tried again until a start asks for layers.
-            st.wanted = None;
-            drop(st);
+            s.lock().wanted = None;
             // Whatever the failed mount left in the work directory goes.
             if let Err(e) = rootfs::renew_dirs(&cdir) {
                 warn!(dir = %dir.display(), error = %e, "cannot renew a spare pod directory");
-                if unmount_under(&dir) {
-                    remove_dir(&dir);
-                }
+                remove_unmounted(&dir);
                 return;
             }
-            st = s.lock();
             None
         }
     };
+    let mut st = s.lock();
     if st.stop {
         drop(st);
-        if unmount_under(&dir) {
-            remove_dir(&dir);
-        }
+        remove_unmounted(&dir);
     } else {
         st.skeletons.push(Skeleton { dir, mounted });
     }
@@ -553,8 +543,8 @@ fn remove_leftovers(s: &Shared) {
         for e in entries.flatten() {
             if is_sandbox {
                 remove_sandbox(&e.path());
-            } else if unmount_under(&e.path()) {
-                remove_dir(&e.path());
+            } else {
+                remove_unmounted(&e.path());
             }
         }
     }
@@ -567,6 +557,7 @@ pub(crate) fn remove_sandbox(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use super::super::trash::unmount_under;
     use super::*;
 
     #[test]

@@ -96,16 +96,14 @@ impl Trash {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .send(target.clone());
-                if sent.is_err() && unmount_under(&target) {
-                    remove(&target);
+                if sent.is_err() {
+                    remove_unmounted(&target);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 warn!(dir = %dir.display(), error = %e, "cannot move a directory to the trash; removing it in place");
-                if unmount_under(dir) {
-                    remove(dir);
-                }
+                remove_unmounted(dir);
             }
         }
     }
@@ -140,6 +138,14 @@ pub(crate) fn unmount_under(dir: &Path) -> bool {
             false
         }
         Err(()) => false,
+    }
+}
+
+/// [`remove`], after unmounting what is mounted under it; kept when something stays
+/// mounted there.
+pub(crate) fn remove_unmounted(p: &Path) {
+    if unmount_under(p) {
+        remove(p);
     }
 }
 
