@@ -906,3 +906,57 @@ fn pods_started_back_to_back_get_namespaces_and_hostnames_of_their_own() {
         rt.remove_pod(&format!("uid-apart-{i}")).unwrap();
     }
 }
+
+#[test]
+fn a_failed_start_says_why_and_a_killed_helper_is_replaced() {
+    let fx = fixture("helper");
+    let rt = fx.open();
+    let first = rt
+        .helper_pid()
+        .expect("the helper runs once the runtime is open");
+
+    // libcontainer's reason comes back through the helper, and nothing of the pod stays.
+    let bad = pod(
+        "bad",
+        json!({ "containers": [{ "name": "c", "image": IMAGE, "command": ["/no/such/program"] }] }),
+    );
+    let e = rt
+        .start_pod(PodToStart {
+            uid: "uid-bad",
+            revision: 1,
+            spec_hash: 1,
+            pod: &bad,
+            images: &fx.images,
+        })
+        .expect_err("a missing program cannot start");
+    assert!(e.to_string().contains("/no/such/program"), "{e}");
+    assert_eq!(
+        rt.helper_pid(),
+        Some(first),
+        "one helper serves every start"
+    );
+
+    // A helper killed from outside is replaced by the next start, which works.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    wait_until("the killed helper to end", Duration::from_secs(10), || {
+        rt.helper_pid() != Some(first)
+    });
+    fx.start(
+        &rt,
+        "uid-after",
+        &pod("after", json!({ "containers": [ctr("c", "exit 6")] })),
+    );
+    assert_eq!(wait_exited(&rt, "uid-after", "c").exit_code, 6);
+    let second = rt.helper_pid().expect("a new helper");
+    assert_ne!(second, first);
+    rt.remove_pod("uid-after").unwrap();
+
+    // Closing the runtime ends the helper.
+    drop(rt);
+    let stat = std::fs::read_to_string(format!("/proc/{second}/stat")).unwrap_or_default();
+    assert!(stat.is_empty(), "the helper outlived its runtime: {stat}");
+}

@@ -1,23 +1,24 @@
-//! The re-executed helper: `skiff-agent __container run|exec ...`. libcontainer forks
+//! The re-executed helper: `skiff-agent __container zygote|exec ...`. libcontainer forks
 //! with a raw clone3, which is not safe in the agent's multi-threaded process (another
 //! thread may hold the allocator's or stdio's lock at that instant), so the agent runs
-//! each libcontainer call in a fresh, single-threaded copy of itself. `main` hands the
+//! each libcontainer call in a single-threaded copy of itself. `main` hands the
 //! arguments here before any thread or async runtime exists.
 //!
-//! `run` creates and starts a container, prints its init pid and exits: the init process
-//! is re-parented to the agent (a child subreaper), which reaps it. `exec` starts a
-//! process in a running container, becomes its reaper, waits for it and exits with its
-//! exit code (128 + signal when a signal ended it).
+//! `zygote` serves container starts for as long as the runtime is open. The agent
+//! executes it once; each start is one message on its stdin, a unix socket (see
+//! [`super::zygote`]). For each the zygote forks a child, which creates and starts the
+//! container, answers with the init pid and exits: the init process is re-parented to
+//! the agent (a child subreaper), which reaps it. A fork of a process that has already
+//! loaded, linked and warmed up costs a fraction of an exec of the agent binary, and
+//! nothing of it is left on the start's path.
 //!
-//! `standby` is `run` started ahead of time: the runtime keeps one helper spawned and
-//! waiting, so the exec of the agent binary and its start-up are off the path of the
-//! next container start. It reads one request (the arguments of `run`, each ended by a
-//! NUL byte) from its stdin until end of file, serves it and exits like `run`; an empty
-//! request (the runtime closing) makes it exit at once.
+//! `exec` starts a process in a running container, becomes its reaper, waits for it and
+//! exits with its exit code (128 + signal when a signal ended it).
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -29,12 +30,10 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use oci_spec::runtime::Spec;
 
 use super::seccomp::{FILTER_FILE, PRECOMPILED};
+use super::zygote;
 
 /// The hidden first argument that selects the helper.
 pub const HELPER_ARG: &str = "__container";
-
-/// Niceness of a waiting helper until its request arrives (see `spawn_standby`).
-pub(crate) const STANDBY_NICE: i32 = 10;
 
 /// Exit code of the helper when it could not do its job (its stderr says why).
 pub(crate) const HELPER_FAILED: u8 = 125;
@@ -140,53 +139,87 @@ fn helper(args: &[OsString]) -> Result<ExitCode, String> {
         .collect::<Result<_, _>>()?;
     let (verb, rest) = args
         .split_first()
-        .ok_or_else(|| format!("{HELPER_ARG}: expected run, standby or exec"))?;
-    if verb == "standby" {
-        return standby();
-    }
-    let p = parse(rest)?;
+        .ok_or_else(|| format!("{HELPER_ARG}: expected zygote or exec"))?;
     match verb.as_str() {
-        "run" => run(&p),
-        "exec" => exec(&p),
+        "zygote" => zygote(),
+        "exec" => exec(&parse(rest)?),
         other => Err(format!("{HELPER_ARG}: unknown verb {other:?}")),
     }
 }
 
-/// Waits for one `run` request on stdin and serves it.
-fn standby() -> Result<ExitCode, String> {
+/// How often an idle zygote reaps the children that served its requests.
+const REAP_EVERY_MS: i32 = 1000;
+
+/// Serves `run` requests on stdin until the agent closes its end.
+fn zygote() -> Result<ExitCode, String> {
     // libcontainer's processes open /proc files through a private procfs instance,
-    // made on first use and cached for the process (and the processes it forks):
-    // making it here, before the request, takes a mount off the start's path.
+    // made on first use and cached for the process and the processes it forks: making
+    // it here takes a mount off every start's path.
     if let Err(e) = pathrs::procfs::ProcfsHandle::new() {
-        let _ = writeln!(
-            std::io::stderr(),
-            "{HELPER_ARG} standby: procfs handle: {e}"
-        );
+        let _ = writeln!(std::io::stderr(), "{HELPER_ARG} zygote: procfs handle: {e}");
     }
-    let mut request = Vec::new();
-    std::io::stdin()
-        .read_to_end(&mut request)
-        .map_err(|e| format!("{HELPER_ARG} standby: reading the request: {e}"))?;
-    if request.is_empty() {
-        return Ok(ExitCode::SUCCESS);
+    let stdin = std::io::stdin();
+    let control = stdin.as_fd();
+    let mut buf = vec![0u8; zygote::REQUEST_MAX];
+    loop {
+        reap_children();
+        let ready = super::sys::poll_readable(&[control], REAP_EVERY_MS)
+            .map_err(|e| format!("{HELPER_ARG} zygote: poll: {e}"))?;
+        if !ready[0] {
+            continue;
+        }
+        let (n, answer) = match super::sys::recv_message(control, &mut buf) {
+            Ok(m) => m,
+            // A request too long is dropped with its socket, which answers it.
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => continue,
+            Err(e) => return Err(format!("{HELPER_ARG} zygote: receiving a request: {e}")),
+        };
+        if n == 0 {
+            // The runtime closed (or the agent is gone).
+            reap_children();
+            return Ok(ExitCode::SUCCESS);
+        }
+        // A request comes with the socket to answer on; one without is no request.
+        let Some(answer) = answer else { continue };
+        match super::sys::fork_single_threaded() {
+            Ok(None) => {
+                // The child: the control socket stays with the zygote alone, so that
+                // the zygote's end is the last one and its exit hangs up on the agent.
+                if let Ok(null) = File::open("/dev/null") {
+                    let _ = nix::unistd::dup2_stdin(&null);
+                }
+                std::process::exit(serve(&buf[..n], answer));
+            }
+            Ok(Some(_)) => {}
+            Err(e) => {
+                let _ = zygote::answer(answer.as_fd(), Err(format!("fork: {e}")));
+            }
+        }
     }
-    // Started at a low priority, served at the normal one: every process of the
-    // container is forked from here on and inherits it.
-    super::sys::set_thread_nice(0)
-        .map_err(|e| format!("{HELPER_ARG} standby: resetting the priority: {e}"))?;
-    let args: Vec<String> = request
-        .strip_suffix(b"\0")
-        .unwrap_or(&request)
-        .split(|b| *b == 0)
-        .map(|a| {
-            String::from_utf8(a.to_vec())
-                .map_err(|_| format!("{HELPER_ARG} standby: an argument is not UTF-8"))
-        })
-        .collect::<Result<_, _>>()?;
-    match args.split_first() {
+}
+
+/// Reaps the zygote's children that have ended, without waiting.
+fn reap_children() {
+    use nix::sys::wait::WaitPidFlag;
+    while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+        if status == WaitStatus::StillAlive {
+            break;
+        }
+    }
+}
+
+/// Serves one request in a child of the zygote; returns its exit code.
+fn serve(request: &[u8], answer: OwnedFd) -> i32 {
+    let started = zygote::decode_request(request).and_then(|args| match args.split_first() {
         Some((verb, rest)) if verb == "run" => run(&parse(rest)?),
-        _ => Err(format!("{HELPER_ARG} standby: expected a run request")),
+        _ => Err(format!("{HELPER_ARG} zygote: expected a run request")),
+    });
+    let failed = started.is_err();
+    if let Err(e) = zygote::answer(answer.as_fd(), started) {
+        let _ = writeln!(std::io::stderr(), "{HELPER_ARG} zygote: answering: {e}");
+        return HELPER_FAILED.into();
     }
+    if failed { HELPER_FAILED.into() } else { 0 }
 }
 
 /// Runs the container's program as libcontainer's default executor does, after loading
@@ -234,7 +267,8 @@ impl Executor for Workload {
     }
 }
 
-fn run(p: &Parsed) -> Result<ExitCode, String> {
+/// Creates and starts a container; returns its init pid.
+fn run(p: &Parsed) -> Result<i32, String> {
     let root = PathBuf::from(p.get("root")?);
     let id = p.get("id")?.to_string();
     let bundle = PathBuf::from(p.get("bundle")?);
@@ -265,11 +299,10 @@ fn run(p: &Parsed) -> Result<ExitCode, String> {
     container
         .start()
         .map_err(|e| format!("starting container {id}: {}", chain(&e)))?;
-    let pid = container
+    container
         .pid()
-        .ok_or_else(|| format!("container {id} has no pid after start"))?;
-    println!("{pid}");
-    Ok(ExitCode::SUCCESS)
+        .map(|pid| pid.as_raw())
+        .ok_or_else(|| format!("container {id} has no pid after start"))
 }
 
 fn exec(p: &Parsed) -> Result<ExitCode, String> {

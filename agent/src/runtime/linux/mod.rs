@@ -33,12 +33,12 @@ mod spare;
 mod spec;
 mod sys;
 mod trash;
+mod zygote;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -178,10 +178,8 @@ struct Inner {
     /// Signalled whenever a container's state changes.
     changed: Condvar,
     stop_rx: OwnedFd,
-    /// A helper started ahead of time, waiting for the next container start.
-    standby: Mutex<Option<Child>>,
-    /// Set once the runtime is dropped: no helper is started ahead any more.
-    standby_ended: std::sync::atomic::AtomicBool,
+    /// The helper that starts containers, forking a child for each.
+    zygote: zygote::Zygote,
     /// The mount-point layer put over images it fits (see [`rootfs::make_mountpoints`]).
     mountpoints: Option<PathBuf>,
     /// The default seccomp profile, compiled once (see [`seccomp::compile_default`]).
@@ -272,14 +270,14 @@ impl LinuxRuntime {
                 None
             }
         };
+        let zygote = zygote::Zygote::new(&cfg.helper);
         let inner = Arc::new(Inner {
             cfg,
             cgroups,
             pods: Mutex::new(BTreeMap::new()),
             changed: Condvar::new(),
             stop_rx,
-            standby: Mutex::new(None),
-            standby_ended: std::sync::atomic::AtomicBool::new(false),
+            zygote,
             mountpoints,
             seccomp_filter,
             trash,
@@ -289,7 +287,7 @@ impl LinuxRuntime {
         for rec in records {
             inner.adopt(rec)?;
         }
-        inner.refill_standby();
+        inner.zygote.warm_up();
         let hk = inner.clone();
         std::thread::Builder::new()
             .name("skiff-rt-housekeeping".into())
@@ -304,6 +302,11 @@ impl LinuxRuntime {
     /// The cgroup hierarchy in use.
     pub fn cgroup_version(&self) -> CgroupVersion {
         self.inner.cgroups
+    }
+
+    /// The pid of the helper that starts containers (the zygote), while one runs.
+    pub fn helper_pid(&self) -> Option<u32> {
+        self.inner.zygote.pid()
     }
 
     /// The pid of a running container's init process (as the host sees it).
@@ -332,7 +335,7 @@ impl Drop for LinuxRuntime {
     fn drop(&mut self) {
         // `_stop_tx` closes after this: watcher threads see the hang-up and end without
         // reaping anything, leaving the containers to the next runtime.
-        self.inner.end_standby();
+        self.inner.zygote.end();
         self.inner.spares.stop();
         self.inner.trash.unmount_all();
     }
@@ -577,7 +580,8 @@ impl Inner {
             logs.current().into(),
         ];
         let started = self
-            .run_helper(&request)
+            .zygote
+            .run(&request)
             .map_err(|e| format!("running {}: {e}", self.cfg.helper.display()));
         let (pid, helper) = match started {
             Ok(Ok(started)) => started,
@@ -626,135 +630,6 @@ impl Inner {
             old
         } else {
             b
-        }
-    }
-
-    /// Runs one `run` request through the waiting helper (or a fresh one when none
-    /// waits) and returns the container's init pid with a pidfd of the helper, or the
-    /// helper's error message. The helper prints the pid once the container runs and
-    /// then exits: the pid is taken as soon as it is printed, and the helper is reaped
-    /// (and the next waiting helper started) on a thread of its own, off the path of
-    /// this start. Until the helper has exited the init process is its child, not this
-    /// process's; the watcher uses the helper's pidfd to wait for that hand-over.
-    fn run_helper(
-        self: &Arc<Self>,
-        request: &[std::ffi::OsString],
-    ) -> std::io::Result<Result<(i32, Option<OwnedFd>), String>> {
-        use std::io::Read;
-        use std::os::unix::ffi::OsStrExt;
-        let mut bytes = Vec::new();
-        for a in request {
-            bytes.extend_from_slice(a.as_bytes());
-            bytes.push(0);
-        }
-        let waiting = self
-            .standby
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        let mut child = match waiting {
-            Some(c) => c,
-            None => self.spawn_standby()?,
-        };
-        let send = |child: &mut Child| {
-            child
-                .stdin
-                .take()
-                .ok_or_else(|| std::io::Error::other("the helper has no stdin"))
-                .and_then(|mut stdin| stdin.write_all(&bytes))
-        };
-        if let Err(e) = send(&mut child) {
-            // A waiting helper that died (killed from outside): one fresh try.
-            let _ = child.kill();
-            let _ = child.wait();
-            debug!(error = %e, "the waiting helper is gone; starting a fresh one");
-            child = self.spawn_standby()?;
-            send(&mut child)?;
-        }
-        let mut stderr = Vec::new();
-        let line = match (child.stdout.take(), child.stderr.as_mut()) {
-            (Some(mut out), Some(err)) => first_line(&mut out, err, &mut stderr)?,
-            _ => Vec::new(),
-        };
-        let pid = std::str::from_utf8(&line)
-            .ok()
-            .and_then(|l| l.trim().parse::<i32>().ok())
-            .filter(|p| *p > 0);
-        let outcome = match pid {
-            // A pidfd for the helper, taken before the helper can be reaped.
-            Some(pid) => Ok((pid, sys::pidfd_open(child.id() as i32).ok())),
-            None => {
-                // No pid: the helper failed, and its stderr says why.
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_end(&mut stderr);
-                }
-                let status = child.wait()?;
-                let msg = String::from_utf8_lossy(&stderr).trim().to_string();
-                Err(if msg.is_empty() {
-                    format!("the helper printed no pid ({status})")
-                } else {
-                    msg
-                })
-            }
-        };
-        // The helper's exit and the next helper's exec and start-up happen off this
-        // path, beside whatever follows the start.
-        let inner = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("skiff-standby".into())
-            .spawn(move || {
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = std::io::copy(&mut e, &mut std::io::sink());
-                }
-                let _ = child.wait();
-                inner.refill_standby();
-            });
-        if let Err(e) = spawned {
-            debug!(error = %e, "cannot start the standby thread; the next start spawns its helper");
-        }
-        Ok(outcome)
-    }
-
-    fn spawn_standby(&self) -> std::io::Result<Child> {
-        let child = Command::new(&self.cfg.helper)
-            .arg(HELPER_ARG)
-            .arg("standby")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        // Its start-up (loading and linking the agent binary) is no hurry: it yields
-        // to the containers and the agent meanwhile, and takes back the normal
-        // priority when a request arrives, before anything of the container is made.
-        if let Err(e) = sys::set_nice(child.id() as i32, helper::STANDBY_NICE) {
-            debug!(error = %e, "cannot lower the priority of the waiting helper");
-        }
-        Ok(child)
-    }
-
-    /// Makes sure a helper is waiting for the next start.
-    fn refill_standby(&self) {
-        let mut slot = self.standby.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() || self.standby_ended.load(std::sync::atomic::Ordering::SeqCst) {
-            return;
-        }
-        match self.spawn_standby() {
-            Ok(c) => *slot = Some(c),
-            Err(e) => warn!(error = %e, "cannot start a waiting helper"),
-        }
-    }
-
-    /// Ends the waiting helper: it sees an empty request and exits.
-    fn end_standby(&self) {
-        let waiting = {
-            let mut slot = self.standby.lock().unwrap_or_else(|p| p.into_inner());
-            self.standby_ended
-                .store(true, std::sync::atomic::Ordering::SeqCst);
-            slot.take()
-        };
-        if let Some(mut c) = waiting {
-            drop(c.stdin.take());
-            let _ = c.wait();
         }
     }
 
@@ -965,39 +840,6 @@ impl Inner {
                 uid,
                 format!("containers {left:?} did not die after SIGKILL"),
             ))
-        }
-    }
-}
-
-/// Reads a helper's stdout up to its first line (or its end), draining its stderr into
-/// `stderr` meanwhile: a helper that logs more than a pipe holds would otherwise block
-/// before printing.
-fn first_line(
-    out: &mut std::process::ChildStdout,
-    err: &mut std::process::ChildStderr,
-    stderr: &mut Vec<u8>,
-) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut line = Vec::new();
-    let mut err_open = true;
-    let mut buf = [0u8; 4096];
-    loop {
-        let ready = if err_open {
-            sys::poll_readable(&[out.as_fd(), err.as_fd()], -1)?
-        } else {
-            sys::poll_readable(&[out.as_fd()], -1)?
-        };
-        if err_open && ready[1] {
-            let n = err.read(&mut buf)?;
-            err_open = n > 0;
-            stderr.extend_from_slice(&buf[..n]);
-        }
-        if ready[0] {
-            let n = out.read(&mut buf)?;
-            line.extend_from_slice(&buf[..n]);
-            if n == 0 || line.contains(&b'\n') {
-                return Ok(line);
-            }
         }
     }
 }
@@ -1643,54 +1485,5 @@ impl ExecProcess for LinuxExec {
             ended(5);
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sh(script: &str) -> Child {
-        Command::new("sh")
-            .args(["-c", script])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-
-    #[test]
-    fn the_first_line_comes_without_waiting_for_the_exit_and_stderr_cannot_block_it() {
-        // 200 KiB on stderr first: more than a pipe holds.
-        let mut child = sh("head -c 204800 /dev/zero >&2; echo 4242; exec sleep 30");
-        let started = Instant::now();
-        let mut stderr = Vec::new();
-        let mut out = child.stdout.take().unwrap();
-        let line = first_line(&mut out, child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-        assert_eq!(line, b"4242\n");
-        // It read what the shell wrote (all but what still sits in the pipe).
-        assert!(stderr.len() >= 204800 - 65536, "{}", stderr.len());
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "waited for the exit"
-        );
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    #[test]
-    fn a_helper_that_prints_nothing_ends_the_read_at_its_exit() {
-        let mut child = sh("echo broken >&2; exit 125");
-        let mut stderr = Vec::new();
-        let mut out = child.stdout.take().unwrap();
-        let line = first_line(&mut out, child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
-        assert!(line.is_empty());
-        // Whatever stderr held by then was kept for the error message.
-        let mut rest = Vec::new();
-        std::io::Read::read_to_end(child.stderr.as_mut().unwrap(), &mut rest).unwrap();
-        stderr.extend_from_slice(&rest);
-        assert_eq!(stderr, b"broken\n");
-        child.wait().unwrap();
     }
 }

@@ -1,4 +1,4 @@
-//! Parts of a pod made ahead of time, as the waiting helper is: a sandbox (network, IPC
+//! Parts of a pod made ahead of time, as the container helper is: a sandbox (network, IPC
 //! and UTS namespaces, held by bind mounts of their files) and a skeleton of the pod's
 //! directories on the disk (the first container's root, upper and work directories and
 //! its log file). A start takes each with one rename, so no namespace is made and no

@@ -1,6 +1,7 @@
 //! The few kernel calls the Linux runtime makes that nix does not wrap: process file
 //! descriptors (pidfd_open, pidfd_send_signal, waitid on a pidfd), poll, the child
-//! subreaper flag and a thread's niceness. Every `unsafe` block of the runtime lives here.
+//! subreaper flag and a thread's niceness; and the helper's fork and its messages with
+//! a descriptor attached. Every `unsafe` block of the runtime lives here.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -128,8 +129,8 @@ pub(crate) fn set_thread_nice(nice: i32) -> io::Result<()> {
     set_nice(nix::unistd::gettid().as_raw(), nice)
 }
 
-/// Sets the niceness of thread `tid` (of a single-threaded process: its pid).
-pub(crate) fn set_nice(tid: i32, nice: i32) -> io::Result<()> {
+/// Sets the niceness of thread `tid`.
+fn set_nice(tid: i32, nice: i32) -> io::Result<()> {
     // SAFETY: setpriority takes plain integers and touches no memory.
     let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
     if r < 0 {
@@ -245,6 +246,106 @@ fn unescape(field: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// A connected pair of unix sequenced-packet sockets, close-on-exec: each message sent
+/// is received whole, by one receive.
+pub(crate) fn seqpacket_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(io::Error::from)
+}
+
+/// Sends `bytes` as one message on `sock`, with `fd` attached when there is one.
+pub(crate) fn send_message(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fd: Option<BorrowedFd<'_>>,
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    let iov = [io::IoSlice::new(bytes)];
+    let fds: Vec<i32> = fd.iter().map(|f| f.as_raw_fd()).collect();
+    let rights = [ControlMessage::ScmRights(&fds)];
+    let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+    loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Ok(n) if n == bytes.len() => return Ok(()),
+            Ok(n) => {
+                return Err(io::Error::other(format!(
+                    "sent {n} of a message of {} bytes",
+                    bytes.len()
+                )));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Receives one message on `sock` into `buf`: its length (0 once the peer has closed
+/// its end) and the descriptor attached to it, if any (close-on-exec). A message that
+/// does not fit `buf` is an error.
+pub(crate) fn recv_message(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<OwnedFd>)> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
+    loop {
+        let mut iov = [io::IoSliceMut::new(buf)];
+        let msg = match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Ok(m) => m,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let mut received = Vec::new();
+        for c in msg.cmsgs().map_err(io::Error::from)? {
+            if let ControlMessageOwned::ScmRights(fds) = c {
+                received.extend(fds);
+            }
+        }
+        // SAFETY: the kernel just installed these descriptors in this process for this
+        // message; nothing else owns them.
+        let mut owned: Vec<OwnedFd> = received
+            .into_iter()
+            .map(|fd| unsafe { OwnedFd::from_raw_fd(fd) })
+            .collect();
+        if msg.flags.contains(MsgFlags::MSG_TRUNC) || msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a message longer than expected",
+            ));
+        }
+        let n = msg.bytes;
+        // One descriptor per message is the protocol; any more are closed here.
+        let fd = (!owned.is_empty()).then(|| owned.swap_remove(0));
+        return Ok((n, fd));
+    }
+}
+
+/// Forks the calling process; returns the child's pid in the parent and `None` in the
+/// child.
+///
+/// Only for a single-threaded process (the container helper): the child of a
+/// multi-threaded one could find a lock held by a thread that did not come along.
+pub(crate) fn fork_single_threaded() -> io::Result<Option<i32>> {
+    // SAFETY: the callers are single-threaded processes (see above), so the child starts
+    // with every lock and allocator state consistent.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { child }) => Ok(Some(child.as_raw())),
+        Ok(nix::unistd::ForkResult::Child) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
