@@ -960,3 +960,23 @@ fn a_failed_start_says_why_and_a_killed_helper_is_replaced() {
     let stat = std::fs::read_to_string(format!("/proc/{second}/stat")).unwrap_or_default();
     assert!(stat.is_empty(), "the helper outlived its runtime: {stat}");
 }
+
+#[test]
+fn the_devices_cgroup_lets_containers_use_the_default_devices_and_no_other() {
+    let fx = fixture("dev");
+    let rt = fx.open();
+    // A node of a device anyone on the host may open (FUSE's, 10:229) made inside the container
+    // (CAP_MKNOD and "mknod" of any device are allowed, as with Docker) cannot be
+    // opened: the devices cgroup refuses it.
+    std::fs::File::open("/dev/fuse").expect("the host opens /dev/fuse");
+    let script = "head -c 5 /dev/zero | wc -c; echo x > /dev/null && echo null-ok; \
+                  head -c 3 /dev/urandom | wc -c; mknod /tmp/fuse c 10 229 && echo made; \
+                  (exec 3</tmp/fuse) 2>/dev/null; echo fuse=$?";
+    let p = pod("dev", json!({ "containers": [ctr("c", script)] }));
+    fx.start(&rt, "uid-dev", &p);
+    assert_eq!(wait_exited(&rt, "uid-dev", "c").exit_code, 0);
+    let out = read_log(&rt, "uid-dev", "c");
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines, ["5", "null-ok", "3", "made", "fuse=1"], "{out}");
+    rt.remove_pod("uid-dev").unwrap();
+}

@@ -410,22 +410,13 @@ fn resources(container: &Container, pids_limit: i64) -> Value {
     Value::Object(out)
 }
 
-/// The devices a container may use (runc's defaults), for the devices cgroup.
+/// The devices cgroup's rules: all devices for a privileged container, none for any
+/// other but the ones libcgroups allows after the spec's rules, on cgroup v1 and v2
+/// alike: runc's defaults (null, zero, full, random, urandom, tty, console, ptmx, the
+/// pty slaves, tun, and mknod of any device). Listing those here as well only made
+/// the intermediate process write each rule twice.
 fn device_rules(privileged: bool) -> Value {
-    if privileged {
-        return json!([{ "allow": true, "access": "rwm" }]);
-    }
-    json!([
-        { "allow": false, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 1, "minor": 7, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 1, "minor": 8, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 1, "minor": 9, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 5, "minor": 0, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 5, "minor": 2, "access": "rwm" },
-        { "allow": true, "type": "c", "major": 136, "access": "rwm" },
-    ])
+    json!([{ "allow": privileged, "access": "rwm" }])
 }
 
 /// The whole `config.json`.
