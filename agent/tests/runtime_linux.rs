@@ -953,6 +953,15 @@ fn a_failed_start_says_why_and_a_killed_helper_is_replaced() {
     assert_eq!(wait_exited(&rt, "uid-after", "c").exit_code, 6);
     let second = rt.helper_pid().expect("a new helper");
     assert_ne!(second, first);
+    // The child that served the start has ended and been reaped: no zombie is left.
+    wait_until(
+        "the helper's children to be reaped",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(format!("/proc/{second}/task/{second}/children"))
+                .is_ok_and(|c| c.trim().is_empty())
+        },
+    );
     rt.remove_pod("uid-after").unwrap();
 
     // Closing the runtime ends the helper.

@@ -147,8 +147,9 @@ fn helper(args: &[OsString]) -> Result<ExitCode, String> {
     }
 }
 
-/// How often an idle zygote reaps the children that served its requests.
-const REAP_EVERY_MS: i32 = 1000;
+/// How often the zygote looks for ended children while some have not been reaped (it
+/// sleeps without a timeout when all have).
+const REAP_EVERY_MS: i32 = 100;
 
 /// Serves `run` requests on stdin until the agent closes its end.
 fn zygote() -> Result<ExitCode, String> {
@@ -161,9 +162,11 @@ fn zygote() -> Result<ExitCode, String> {
     let stdin = std::io::stdin();
     let control = stdin.as_fd();
     let mut buf = vec![0u8; zygote::REQUEST_MAX];
+    let mut children = 0usize;
     loop {
-        reap_children();
-        let ready = super::sys::poll_readable(&[control], REAP_EVERY_MS)
+        children -= reap_children().min(children);
+        let timeout = if children > 0 { REAP_EVERY_MS } else { -1 };
+        let ready = super::sys::poll_readable(&[control], timeout)
             .map_err(|e| format!("{HELPER_ARG} zygote: poll: {e}"))?;
         if !ready[0] {
             continue;
@@ -190,7 +193,7 @@ fn zygote() -> Result<ExitCode, String> {
                 }
                 std::process::exit(serve(&buf[..n], answer));
             }
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => children += 1,
             Err(e) => {
                 let _ = zygote::answer(answer.as_fd(), Err(format!("fork: {e}")));
             }
@@ -198,14 +201,17 @@ fn zygote() -> Result<ExitCode, String> {
     }
 }
 
-/// Reaps the zygote's children that have ended, without waiting.
-fn reap_children() {
+/// Reaps the zygote's children that have ended, without waiting; returns how many.
+fn reap_children() -> usize {
     use nix::sys::wait::WaitPidFlag;
+    let mut reaped = 0;
     while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
         if status == WaitStatus::StillAlive {
             break;
         }
+        reaped += 1;
     }
+    reaped
 }
 
 /// Serves one request in a child of the zygote; returns its exit code.
