@@ -563,7 +563,8 @@ impl Inner {
                 source: e,
             })?;
             rootfs::renew_dirs(&cdir).map_err(|e| err(uid, e))?;
-            self.mount_rootfs(&cdir, &self.lower(&c.layers))
+            self.lower(&c.layers)
+                .mount(&cdir)
                 .map_err(|e| err(uid, e))?;
         }
         // A leftover from an earlier run of this container (restart, or a crash).
@@ -606,11 +607,6 @@ impl Inner {
                 .clone()
                 .filter(|_| rootfs::mountpoints_fit(layers)),
         }
-    }
-
-    /// Mounts a container's overlay over `lower` in its directory `cdir`.
-    fn mount_rootfs(&self, cdir: &Path, lower: &spare::Lower) -> Result<(), rootfs::RootfsError> {
-        rootfs::mount_overlay(cdir, &lower.layers, lower.top.as_deref()).map(drop)
     }
 
     /// A container's bundle: under the run dir, or where an earlier agent made it.
@@ -911,7 +907,7 @@ impl LinuxRuntime {
         // filesystem (overlayfs sets up its work directory) and would wait behind it.
         if let (Some((c, false)), Some(lower)) = (claimed, &lower) {
             let cdir = dir.join("containers").join(record::safe_name(&c.name));
-            inner.mount_rootfs(&cdir, lower).map_err(|e| err(uid, e))?;
+            lower.mount(&cdir).map_err(|e| err(uid, e))?;
         }
         let etc = run.join("etc");
         std::fs::create_dir_all(&etc).map_err(|e| io(&etc, e))?;

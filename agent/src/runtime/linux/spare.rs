@@ -66,6 +66,11 @@ pub(crate) struct Lower {
 type LowerIds = Vec<(u64, u64)>;
 
 impl Lower {
+    /// Mounts a container's overlay over these layers in its directory `cdir`.
+    pub fn mount(&self, cdir: &Path) -> Result<(), rootfs::RootfsError> {
+        rootfs::mount_overlay(cdir, &self.layers, self.top.as_deref()).map(drop)
+    }
+
     /// The identities of its directories now, or `None` when one is gone: a layer removed
     /// and pulled again is another directory than the one a skeleton was mounted over.
     fn ids(&self) -> Option<LowerIds> {
@@ -495,9 +500,7 @@ fn mount_one(s: &Shared) {
             if mounted.is_some() {
                 rootfs::renew_dirs(&cdir).map_err(|e| e.to_string())?;
             }
-            rootfs::mount_overlay(&cdir, &lower.layers, lower.top.as_deref())
-                .map(|_| ids)
-                .map_err(|e| e.to_string())
+            lower.mount(&cdir).map(|()| ids).map_err(|e| e.to_string())
         });
     let mounted = match mounted_now {
         Ok(ids) => Some((lower, ids)),
