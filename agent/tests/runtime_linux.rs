@@ -1,9 +1,8 @@
 //! The Linux runtime with real containers: busybox images, real namespaces, cgroups,
 //! overlay mounts and processes. Needs root; fails loudly without it.
 //!
-//! `SKIFF_CYCLES` sets how many create/delete cycles the leak test runs (default 100;
-//! `SKIFF_CYCLES=1000 cargo test -p skiff-agent --test runtime_linux cycles` for the
-//! long run).
+//! `SKIFF_CYCLES` sets how many create/delete cycles the leak test runs (default 100
+//! for a quick run; `scripts/test.sh` runs 1,000).
 
 #[path = "../../tests/src/busybox.rs"]
 #[allow(dead_code)]
